@@ -87,3 +87,7 @@ class ConflictError(BastionError):
 
 class CallerIpError(BastionError):
     """The caller's public IP could not be determined reliably."""
+
+
+class InsecureFileError(BastionError):
+    """A secret file or folder is readable by others; bastion refuses to use it."""

@@ -1,0 +1,180 @@
+"""Frozen settings: defaults < config file < BASTION_* environment < command-line flags."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bastion.errors import UsageError
+
+DEFAULT_PORT = 62222
+IMAGE_PARAMETERS = {
+    "al2023": "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64",
+    "debian13": "/aws/service/debian/release/13/latest/amd64",
+    "ubuntu24.04": "/aws/service/canonical/ubuntu/server/24.04/stable/current/amd64/hvm/ebs-gp3/ami-id",  # noqa: E501
+}
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")
+INSTANCE_TYPE_PATTERN = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
+REACH_PATTERN = re.compile(r"^(public|private|(?P<host>[A-Za-z0-9.:\[\]-]+):(?P<port>\d{1,5}))$")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a command needs to know about where and how to act."""
+
+    name: str = "default"
+    region: str | None = None
+    profile: str | None = None
+    port: int = DEFAULT_PORT
+    app_sg: str | None = None
+    allow: tuple[str, ...] = ()
+    allow_anywhere: bool = False
+    instance_type: str = "t3.micro"
+    image: str = "al2023"
+    subnet: str | None = None
+    reach: str = "public"
+    login_user: str = "bastion"
+    admin_user: str = "bastion-admin"
+    wait_timeout: float = 600.0
+    data_dir: Path = Path("~/.local/share/bastion")
+    verify: bool = True
+
+    def gateway_dir(self, region: str) -> Path:
+        """Return the private folder holding this gateway's local keys."""
+        return self.data_dir / region / self.name
+
+
+def _default_data_dir(env: Mapping[str, str]) -> Path:
+    if env.get("BASTION_HOME"):
+        return Path(env["BASTION_HOME"]).expanduser()
+    base = env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base).expanduser() / "bastion"
+
+
+def _config_file(env: Mapping[str, str]) -> Path:
+    if env.get("BASTION_CONFIG"):
+        return Path(env["BASTION_CONFIG"]).expanduser()
+    base = env.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base).expanduser() / "bastion" / "config.toml"
+
+
+def _coerce(field: dataclasses.Field[Any], raw: Any, origin: str) -> Any:
+    kind = str(field.type)
+    try:
+        if kind.startswith("int"):
+            return int(raw)
+        if kind.startswith("float"):
+            return float(raw)
+        if kind.startswith("bool"):
+            if isinstance(raw, bool):
+                return raw
+            return str(raw).strip().lower() in ("1", "true", "yes", "on")
+        if kind.startswith("tuple"):
+            items = raw if isinstance(raw, list | tuple) else str(raw).split(",")
+            return tuple(str(i).strip() for i in items if str(i).strip())
+        if kind.startswith("Path"):
+            return Path(str(raw)).expanduser()
+    except ValueError as exc:
+        raise UsageError(f"{origin}: {raw!r} is not a valid {field.name}") from exc
+    return str(raw)
+
+
+def load_settings(
+    flags: Mapping[str, Any],
+    env: Mapping[str, str] | None = None,
+) -> Settings:
+    """Merge the layers and validate the result."""
+    env = os.environ if env is None else env
+    fields = {f.name: f for f in dataclasses.fields(Settings)}
+    values: dict[str, Any] = {"data_dir": _default_data_dir(env)}
+
+    config_path = _config_file(env)
+    if config_path.is_file():
+        try:
+            document = tomllib.loads(config_path.read_text())
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise UsageError(f"{config_path} is not valid TOML: {exc}; fix or remove it") from exc
+        name = flags.get("name") or env.get("BASTION_NAME") or document.get("name") or "default"
+        layered = {k: v for k, v in document.items() if k != "gateway"}
+        layered.update(document.get("gateway", {}).get(name, {}))
+        for key, raw in layered.items():
+            attr = key.replace("-", "_")
+            if attr not in fields:
+                raise UsageError(f"{config_path}: unknown setting {key!r}; remove it")
+            values[attr] = _coerce(fields[attr], raw, str(config_path))
+
+    for attr, field in fields.items():
+        raw = env.get(f"BASTION_{attr.upper()}")
+        if raw is not None and raw != "":
+            values[attr] = _coerce(field, raw, f"BASTION_{attr.upper()}")
+
+    for attr, raw in flags.items():
+        if raw is None or (isinstance(raw, tuple | list) and not raw):
+            continue
+        values[attr] = _coerce(fields[attr], raw, f"--{attr.replace('_', '-')}")
+
+    settings = Settings(**values)
+    validate(settings)
+    return settings
+
+
+def validate(settings: Settings) -> None:
+    """Raise `UsageError` for the first setting that cannot work."""
+    if not NAME_PATTERN.match(settings.name):
+        raise UsageError(
+            f"gateway name {settings.name!r} is invalid; use 1-31 lowercase letters, digits "
+            "or dashes, starting with a letter or digit"
+        )
+    if not (settings.port == 22 or 1024 <= settings.port <= 65535):
+        raise UsageError(
+            f"port {settings.port} is not allowed; pick 22 or a port from 1024 to 65535 "
+            f"(default {DEFAULT_PORT})"
+        )
+    if not INSTANCE_TYPE_PATTERN.match(settings.instance_type):
+        raise UsageError(
+            f"instance type {settings.instance_type!r} is malformed; use a name like t3.micro"
+        )
+    if not (
+        settings.image in IMAGE_PARAMETERS
+        or re.match(r"^ami-[0-9a-f]{8,17}$", settings.image)
+        or settings.image.startswith("ssm:/")
+    ):
+        raise UsageError(
+            f"image {settings.image!r} is unknown; use one of {', '.join(IMAGE_PARAMETERS)}, "
+            "an ami-... id, or ssm:/path/to/parameter"
+        )
+    if settings.subnet is not None and not re.match(r"^subnet-[0-9a-f]{8,17}$", settings.subnet):
+        raise UsageError(f"subnet {settings.subnet!r} is malformed; use an id like subnet-0abc1234")
+    if settings.app_sg is not None and not re.match(
+        r"^[\w .:/()#,@\[\]+=&;{}!$*-]{1,255}$", settings.app_sg
+    ):
+        raise UsageError(
+            f"--app-sg {settings.app_sg!r} is not a security group id or name; "
+            "use an id like sg-0abc1234 or the group's name"
+        )
+    match = REACH_PATTERN.match(settings.reach)
+    if not match or (match.group("port") and not 1 <= int(match.group("port")) <= 65535):
+        raise UsageError(
+            f"--reach {settings.reach!r} is invalid; use public, private or HOST:PORT "
+            "(e.g. 127.0.0.1:2222 for an SSM port forward)"
+        )
+    if settings.wait_timeout <= 0:
+        raise UsageError("--timeout must be positive")
+
+
+def image_parameter(image: str) -> str | None:
+    """Return the SSM parameter that names the AMI for `image`, or None for an AMI id."""
+    if image.startswith("ssm:"):
+        return image[len("ssm:") :]
+    return IMAGE_PARAMETERS.get(image)
+
+
+def image_family(image: str) -> str:
+    """Return the OS family whose boot quirks the user data must handle."""
+    return image if image in IMAGE_PARAMETERS else "custom"
