@@ -134,6 +134,7 @@ class ObservedGateway:
     instance: InstanceInfo | None
     app_group: SecurityGroup | None
     stale_groups: tuple[SecurityGroup, ...] = ()
+    other_key_pairs: tuple[KeyPairInfo, ...] = ()
 
     @property
     def exists(self) -> bool:

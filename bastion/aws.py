@@ -1,0 +1,516 @@
+"""The only importer of boto3/botocore: EC2 and SSM calls, with errors made human.
+
+Each method is one AWS conversation with no policy in it; planners decide, this executes.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from bastion.errors import AwsAuthError, AwsError, NotFoundError, UsageError
+from bastion.model import (
+    LIVE_STATES,
+    TAG_NAME,
+    TAG_ROLE,
+    IngressRule,
+    InstanceInfo,
+    KeyPairInfo,
+    SecurityGroup,
+)
+
+if TYPE_CHECKING:
+    import boto3
+    from mypy_boto3_ec2 import EC2Client
+    from mypy_boto3_ssm import SSMClient
+
+log = logging.getLogger(__name__)
+
+AUTH_CODES = frozenset(
+    {
+        "UnauthorizedOperation",
+        "AuthFailure",
+        "InvalidClientTokenId",
+        "SignatureDoesNotMatch",
+        "ExpiredToken",
+        "RequestExpired",
+        "AccessDenied",
+        "AccessDeniedException",
+        "OptInRequired",
+    }
+)
+LIMIT_CODES = frozenset(
+    {
+        "InstanceLimitExceeded",
+        "VcpuLimitExceeded",
+        "RulesPerSecurityGroupLimitExceeded",
+        "SecurityGroupLimitExceeded",
+        "KeyPairLimitExceeded",
+        "InsufficientInstanceCapacity",
+        "RequestLimitExceeded",
+        "Throttling",
+        "ThrottlingException",
+    }
+)
+LIMIT_HINTS = {
+    "InstanceLimitExceeded": "terminate unused instances or ask AWS for a higher limit",
+    "VcpuLimitExceeded": "terminate unused instances or request a vCPU quota increase",
+    "InsufficientInstanceCapacity": "try another --instance-type or --subnet in another zone",
+    "RequestLimitExceeded": "AWS kept throttling after retries; wait a minute and rerun",
+}
+MUTATING_PREFIXES = (
+    "Create",
+    "Delete",
+    "Import",
+    "Run",
+    "Start",
+    "Stop",
+    "Terminate",
+    "Authorize",
+    "Revoke",
+    "Modify",
+    "Associate",
+    "Disassociate",
+    "Replace",
+)
+
+
+def is_mutating(operation: str) -> bool:
+    """Tell whether an EC2 operation name changes anything."""
+    return operation.startswith(MUTATING_PREFIXES)
+
+
+@contextmanager
+def translated(doing: str) -> Iterator[None]:
+    """Turn botocore failures into `BastionError`s that say what to do."""
+    from botocore.exceptions import (
+        BotoCoreError,
+        ClientError,
+        EndpointConnectionError,
+        NoCredentialsError,
+        NoRegionError,
+        PartialCredentialsError,
+        ProfileNotFound,
+    )
+
+    try:
+        yield
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        code = error.get("Code", "Unknown")
+        message = error.get("Message", str(exc))
+        if code in AUTH_CODES:
+            raise AwsAuthError(
+                f"{doing}: AWS denied it ({code}: {message}); "
+                "check the credentials' IAM permissions or pick another --profile"
+            ) from exc
+        if code in LIMIT_CODES:
+            hint = LIMIT_HINTS.get(code, "raise the limit or remove unused resources")
+            raise AwsError(f"{doing}: {code}: {message}; {hint}") from exc
+        if code.endswith("NotFound") or code.endswith(".Malformed"):
+            raise NotFoundError(f"{doing}: {code}: {message}") from exc
+        raise AwsError(f"{doing}: {code}: {message}") from exc
+    except (NoCredentialsError, PartialCredentialsError) as exc:
+        raise AwsAuthError(
+            "no AWS credentials found; run `aws configure`, set AWS_PROFILE, or pass --profile"
+        ) from exc
+    except ProfileNotFound as exc:
+        raise AwsAuthError(f"{exc}; list profiles with `aws configure list-profiles`") from exc
+    except NoRegionError as exc:
+        raise UsageError("no AWS region set; pass --region or set AWS_REGION") from exc
+    except EndpointConnectionError as exc:
+        raise AwsError(
+            f"{doing}: cannot reach AWS ({exc}); check the network and --region"
+        ) from exc
+    except BotoCoreError as exc:
+        raise AwsError(f"{doing}: {exc}") from exc
+
+
+def make_session(profile: str | None, region: str | None) -> boto3.Session:
+    """Build a boto3 session from the standard credential chain."""
+    import boto3
+
+    with translated("reading AWS configuration"):
+        session = boto3.Session(profile_name=profile, region_name=region)
+    chosen = session.region_name
+    if not chosen:
+        raise UsageError("no AWS region set; pass --region or set AWS_REGION")
+    known = set(session.get_available_regions("ec2"))
+    for partition in ("aws-cn", "aws-us-gov"):
+        known |= set(session.get_available_regions("ec2", partition_name=partition))
+    if chosen not in known:
+        raise UsageError(
+            f"unknown AWS region {chosen!r}; pass --region with a region such as us-east-1"
+        )
+    return session
+
+
+@dataclass(frozen=True)
+class Subnet:
+    """The subnet a gateway launches into."""
+
+    subnet_id: str
+    vpc_id: str
+    vpc_cidr: str
+
+
+@dataclass(frozen=True)
+class Image:
+    """An AMI and the device its root volume is attached as."""
+
+    image_id: str
+    root_device_name: str
+
+
+def _tags(items: Sequence[Mapping[str, Any]] | None) -> dict[str, str]:
+    return {str(t["Key"]): str(t["Value"]) for t in items or ()}
+
+
+def _tag_spec(resource: str, tags: Mapping[str, str]) -> dict[str, Any]:
+    return {"ResourceType": resource, "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}
+
+
+class Ec2:
+    """EC2 and SSM for one account and region."""
+
+    def __init__(self, session: boto3.Session) -> None:
+        from botocore.config import Config
+
+        config = Config(retries={"mode": "standard", "max_attempts": 8}, connect_timeout=10)
+        with translated("creating AWS clients"):
+            self.ec2: EC2Client = session.client("ec2", config=config)
+            self.ssm: SSMClient = session.client("ssm", config=config)
+            self._sts = session.client("sts", config=config)
+        self.region: str = session.region_name or ""
+
+    def on_call(self, handler: Callable[..., Any]) -> None:
+        """Register `handler(model=...)` before each EC2 call, e.g. to count calls."""
+        self.ec2.meta.events.register("before-call.ec2.*", handler)
+
+    def caller_arn(self) -> str:
+        """Return the ARN of the caller; fails early when credentials are missing."""
+        with translated("checking AWS credentials"):
+            return str(self._sts.get_caller_identity()["Arn"])
+
+    # --- key pairs -------------------------------------------------------------------------
+
+    def find_key_pairs(self, name: str) -> list[KeyPairInfo]:
+        """Return the login key pairs tagged for gateway `name`."""
+        with translated("listing key pairs"):
+            found = self.ec2.describe_key_pairs(
+                Filters=[
+                    {"Name": f"tag:{TAG_NAME}", "Values": [name]},
+                    {"Name": f"tag:{TAG_ROLE}", "Values": ["login-key"]},
+                ]
+            )["KeyPairs"]
+        return [
+            KeyPairInfo(
+                name=k["KeyName"],
+                key_pair_id=k.get("KeyPairId", ""),
+                fingerprint=_tags(k.get("Tags")).get("bastion:key-fingerprint", ""),
+                created_at=str(k.get("CreateTime", "")),
+            )
+            for k in found
+        ]
+
+    def import_key_pair(self, key_name: str, public_line: str, tags: Mapping[str, str]) -> str:
+        """Import a public key under `key_name`; return its id."""
+        with translated(f"importing key pair {key_name}"):
+            reply = self.ec2.import_key_pair(
+                KeyName=key_name,
+                PublicKeyMaterial=public_line.encode(),
+                TagSpecifications=[_tag_spec("key-pair", tags)],  # type: ignore[list-item]
+            )
+        return str(reply.get("KeyPairId", ""))
+
+    def delete_key_pair(self, key_name: str) -> None:
+        """Delete a key pair by name (moto ignores ids)."""
+        with translated(f"deleting key pair {key_name}"):
+            self.ec2.delete_key_pair(KeyName=key_name)
+
+    # --- networks and groups ---------------------------------------------------------------
+
+    def subnet(self, subnet_id: str | None) -> Subnet:
+        """Return `subnet_id`, or the default VPC's first default subnet."""
+        with translated("looking up the subnet"):
+            if subnet_id:
+                subnets = self.ec2.describe_subnets(SubnetIds=[subnet_id])["Subnets"]
+            else:
+                subnets = self.ec2.describe_subnets(
+                    Filters=[{"Name": "default-for-az", "Values": ["true"]}]
+                )["Subnets"]
+        if not subnets:
+            raise NotFoundError(
+                "no default subnet in this region; pass --subnet with a public subnet id"
+            )
+        chosen = sorted(subnets, key=lambda s: s.get("AvailabilityZone", ""))[0]
+        with translated("looking up the VPC"):
+            vpc = self.ec2.describe_vpcs(VpcIds=[chosen["VpcId"]])["Vpcs"][0]
+        return Subnet(chosen["SubnetId"], chosen["VpcId"], vpc["CidrBlock"])
+
+    def _groups(self, **kwargs: Any) -> list[SecurityGroup]:
+        groups = self.ec2.describe_security_groups(**kwargs)["SecurityGroups"]
+        if not groups:
+            return []
+        ids = [g["GroupId"] for g in groups]
+        rules = self.ec2.describe_security_group_rules(
+            Filters=[{"Name": "group-id", "Values": ids}]
+        )["SecurityGroupRules"]
+        by_group: dict[str, tuple[list[IngressRule], list[IngressRule]]] = {
+            i: ([], []) for i in ids
+        }
+        for r in rules:
+            rule = IngressRule(
+                rule_id=r["SecurityGroupRuleId"],
+                protocol=str(r.get("IpProtocol", "")),
+                from_port=int(r.get("FromPort", -1)),
+                to_port=int(r.get("ToPort", -1)),
+                cidr=r.get("CidrIpv4") or r.get("CidrIpv6"),
+                source_group=(r.get("ReferencedGroupInfo") or {}).get("GroupId"),
+                description=r.get("Description", "") or "",
+            )
+            by_group[r["GroupId"]][1 if r.get("IsEgress") else 0].append(rule)
+        return [
+            SecurityGroup(
+                group_id=g["GroupId"],
+                name=g["GroupName"],
+                vpc_id=g.get("VpcId", ""),
+                tags=_tags(g.get("Tags")),
+                ingress=tuple(by_group[g["GroupId"]][0]),
+                egress=tuple(by_group[g["GroupId"]][1]),
+            )
+            for g in groups
+        ]
+
+    def find_gateway_groups(self, name: str) -> list[SecurityGroup]:
+        """Return every gateway group tagged for gateway `name`, with rules."""
+        with translated("listing gateway security groups"):
+            return self._groups(
+                Filters=[
+                    {"Name": f"tag:{TAG_NAME}", "Values": [name]},
+                    {"Name": f"tag:{TAG_ROLE}", "Values": ["gateway-group"]},
+                ]
+            )
+
+    def group(self, id_or_name: str, vpc_id: str | None = None) -> SecurityGroup:
+        """Return one group by id or name, with rules."""
+        with translated(f"looking up security group {id_or_name}"):
+            if id_or_name.startswith("sg-"):
+                try:
+                    found = self._groups(GroupIds=[id_or_name])
+                except NotFoundError:
+                    found = []
+            else:
+                filters = [{"Name": "group-name", "Values": [id_or_name]}]
+                if vpc_id:
+                    filters.append({"Name": "vpc-id", "Values": [vpc_id]})
+                found = self._groups(Filters=filters)
+        if not found:
+            raise NotFoundError(
+                f"security group {id_or_name!r} not found in {self.region}; "
+                "check --app-sg (an id like sg-0abc or a group name) and --region"
+            )
+        if len(found) > 1:
+            raise UsageError(
+                f"{len(found)} security groups are named {id_or_name!r}; pass the group id instead"
+            )
+        return found[0]
+
+    def create_group(
+        self, group_name: str, description: str, vpc_id: str, tags: Mapping[str, str]
+    ) -> str:
+        """Create a security group and return its id."""
+        with translated(f"creating security group {group_name}"):
+            reply = self.ec2.create_security_group(
+                GroupName=group_name,
+                Description=description,
+                VpcId=vpc_id,
+                TagSpecifications=[_tag_spec("security-group", tags)],  # type: ignore[list-item]
+            )
+        return str(reply["GroupId"])
+
+    def delete_group(self, group_id: str) -> None:
+        """Delete a security group."""
+        with translated(f"deleting security group {group_id}"):
+            self.ec2.delete_security_group(GroupId=group_id)
+
+    def authorize(self, group_id: str, permission: Mapping[str, Any], egress: bool) -> None:
+        """Add one rule (an IpPermissions item) to a group."""
+        with translated(f"adding a rule to {group_id}"):
+            if egress:
+                self.ec2.authorize_security_group_egress(
+                    GroupId=group_id,
+                    IpPermissions=[permission],  # type: ignore[list-item]
+                )
+            else:
+                self.ec2.authorize_security_group_ingress(
+                    GroupId=group_id,
+                    IpPermissions=[permission],  # type: ignore[list-item]
+                )
+
+    def revoke(self, group_id: str, rule_ids: Sequence[str], egress: bool) -> None:
+        """Remove rules from a group by rule id."""
+        with translated(f"removing rules {', '.join(rule_ids)} from {group_id}"):
+            if egress:
+                self.ec2.revoke_security_group_egress(
+                    GroupId=group_id, SecurityGroupRuleIds=list(rule_ids)
+                )
+            else:
+                self.ec2.revoke_security_group_ingress(
+                    GroupId=group_id, SecurityGroupRuleIds=list(rule_ids)
+                )
+
+    # --- images and instances --------------------------------------------------------------
+
+    def resolve_image(self, parameter: str | None, image_id: str | None) -> Image:
+        """Resolve an SSM public parameter (or take an AMI id) and read its root device."""
+        if parameter:
+            with translated(f"resolving image parameter {parameter}"):
+                try:
+                    image_id = self.ssm.get_parameter(Name=parameter)["Parameter"]["Value"]
+                except NotFoundError:
+                    raise
+            assert image_id
+        if not image_id:
+            raise UsageError("no image given; pass --image")
+        with translated(f"describing image {image_id}"):
+            images = self.ec2.describe_images(ImageIds=[image_id])["Images"]
+        if not images:
+            raise NotFoundError(f"image {image_id} not found in {self.region}; check --image")
+        return Image(image_id, images[0].get("RootDeviceName", "/dev/xvda"))
+
+    def find_instances(self, name: str) -> list[InstanceInfo]:
+        """Return the live (not terminated) gateway instances of `name`."""
+        with translated("listing gateway instances"):
+            return self._instances(
+                Filters=[
+                    {"Name": f"tag:{TAG_NAME}", "Values": [name]},
+                    {"Name": f"tag:{TAG_ROLE}", "Values": ["gateway"]},
+                    {"Name": "instance-state-name", "Values": list(LIVE_STATES)},
+                ]
+            )
+
+    def instance(self, instance_id: str) -> InstanceInfo:
+        """Describe one instance."""
+        with translated(f"describing instance {instance_id}"):
+            found = self._instances(InstanceIds=[instance_id])
+        if not found:
+            raise NotFoundError(f"instance {instance_id} not found")
+        return found[0]
+
+    def _instances(self, **kwargs: Any) -> list[InstanceInfo]:
+        result: list[InstanceInfo] = []
+        paginator = self.ec2.get_paginator("describe_instances")
+        for page in paginator.paginate(**kwargs):
+            for reservation in page["Reservations"]:
+                for i in reservation["Instances"]:
+                    result.append(
+                        InstanceInfo(
+                            instance_id=i["InstanceId"],
+                            state=i["State"]["Name"],
+                            public_ip=i.get("PublicIpAddress"),
+                            private_ip=i.get("PrivateIpAddress"),
+                            subnet_id=i.get("SubnetId"),
+                            vpc_id=i.get("VpcId"),
+                            key_name=i.get("KeyName"),
+                            image_id=i.get("ImageId", ""),
+                            launch_time=i.get("LaunchTime"),
+                            security_group_ids=tuple(
+                                g["GroupId"] for g in i.get("SecurityGroups", [])
+                            ),
+                            tags=_tags(i.get("Tags")),
+                        )
+                    )
+        return result
+
+    def run_instance(
+        self,
+        *,
+        image: Image,
+        instance_type: str,
+        key_name: str,
+        subnet_id: str,
+        group_id: str,
+        user_data: str,
+        public_ip: bool,
+        tags: Mapping[str, str],
+    ) -> InstanceInfo:
+        """Launch one hardened instance: IMDSv2 only, encrypted root, no instance profile."""
+        with translated("launching the gateway instance"):
+            reply = self.ec2.run_instances(
+                ImageId=image.image_id,
+                InstanceType=instance_type,  # type: ignore[arg-type]
+                KeyName=key_name,
+                MinCount=1,
+                MaxCount=1,
+                UserData=user_data,
+                NetworkInterfaces=[
+                    {
+                        "DeviceIndex": 0,
+                        "SubnetId": subnet_id,
+                        "Groups": [group_id],
+                        "AssociatePublicIpAddress": public_ip,
+                        "DeleteOnTermination": True,
+                    }
+                ],
+                MetadataOptions={
+                    "HttpTokens": "required",
+                    "HttpEndpoint": "enabled",
+                    "HttpPutResponseHopLimit": 1,
+                },
+                BlockDeviceMappings=[
+                    {
+                        "DeviceName": image.root_device_name,
+                        "Ebs": {
+                            "Encrypted": True,
+                            "DeleteOnTermination": True,
+                            "VolumeType": "gp3",
+                        },
+                    }
+                ],
+                TagSpecifications=[
+                    _tag_spec("instance", tags),  # type: ignore[list-item]
+                    _tag_spec("volume", tags),  # type: ignore[list-item]
+                ],
+            )
+        instance_id = reply["Instances"][0]["InstanceId"]
+        return self.instance(instance_id)
+
+    def start_instance(self, instance_id: str) -> None:
+        """Start a stopped instance."""
+        with translated(f"starting {instance_id}"):
+            self.ec2.start_instances(InstanceIds=[instance_id])
+
+    def terminate_instance(self, instance_id: str) -> None:
+        """Terminate an instance."""
+        with translated(f"terminating {instance_id}"):
+            self.ec2.terminate_instances(InstanceIds=[instance_id])
+
+    def instance_state(self, instance_id: str) -> str:
+        """Return an instance's state name ('terminated' when it is gone)."""
+        try:
+            return self.instance(instance_id).state
+        except NotFoundError:
+            return "terminated"
+
+    def user_data(self, instance_id: str) -> str:
+        """Return the instance's user data as text."""
+        with translated(f"reading user data of {instance_id}"):
+            reply = self.ec2.describe_instance_attribute(
+                InstanceId=instance_id, Attribute="userData"
+            )
+        encoded = (reply.get("UserData") or {}).get("Value", "")
+        return base64.b64decode(encoded).decode() if encoded else ""
+
+    def group_referencing(self, group_ids: Sequence[str]) -> str | None:
+        """Return the id of a group whose ingress references one of `group_ids`, if any."""
+        with translated("looking for groups that trust the gateway"):
+            found = self.ec2.describe_security_groups(
+                Filters=[{"Name": "ip-permission.group-id", "Values": list(group_ids)}]
+            )["SecurityGroups"]
+        others = [g["GroupId"] for g in found if g["GroupId"] not in group_ids]
+        return others[0] if others else None

@@ -1,0 +1,43 @@
+"""Read one gateway's state from AWS tags into an ObservedGateway."""
+
+from __future__ import annotations
+
+from bastion.aws import Ec2
+from bastion.errors import ConflictError
+from bastion.model import TAG_GENERATION, ObservedGateway, SecurityGroup
+
+
+def observe(ec2: Ec2, name: str, app_sg: str | None, vpc_id: str | None = None) -> ObservedGateway:
+    """Describe everything AWS holds for gateway `name` (a handful of calls, no scanning)."""
+    key_pairs = ec2.find_key_pairs(name)
+    groups = ec2.find_gateway_groups(name)
+    instances = ec2.find_instances(name)
+    if len(instances) > 1:
+        ids = ", ".join(i.instance_id for i in instances)
+        raise ConflictError(
+            f"gateway {name!r} has {len(instances)} live instances ({ids}); "
+            "terminate the extra ones or run `bastion down` and `bastion up`"
+        )
+    instance = instances[0] if instances else None
+    generation = (
+        instance.generation if instance else max((_generation(g) for g in groups), default=None)
+    )
+    current = [g for g in groups if _generation(g) == generation]
+    stale = tuple(g for g in groups if g not in current)
+    app_group = ec2.group(app_sg, vpc_id) if app_sg else None
+    key_pair = key_pairs[0] if key_pairs else None
+    if instance and instance.key_name:
+        key_pair = next((k for k in key_pairs if k.name == instance.key_name), key_pair)
+    return ObservedGateway(
+        name=name,
+        key_pair=key_pair,
+        group=current[0] if current else None,
+        instance=instance,
+        app_group=app_group,
+        stale_groups=stale + tuple(current[1:]),
+        other_key_pairs=tuple(k for k in key_pairs if k != key_pair),
+    )
+
+
+def _generation(group: SecurityGroup) -> int:
+    return int(group.tags.get(TAG_GENERATION, "1"))

@@ -1,0 +1,66 @@
+"""Where a gateway's local files live, and what they say (fingerprints, never secrets)."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from bastion import keys
+from bastion.model import LocalKeys
+
+
+@dataclass(frozen=True)
+class GatewayFiles:
+    """The private per-gateway folder: keys, pinned host key, known_hosts, journal."""
+
+    root: Path
+    name: str
+
+    @property
+    def login_key(self) -> Path:
+        """Return the daily login private key (forwarding only)."""
+        return self.root / "login_ed25519"
+
+    @property
+    def admin_key(self) -> Path:
+        """Return the key-management private key (forced command only)."""
+        return self.root / "admin_ed25519"
+
+    @property
+    def host_key_pub(self) -> Path:
+        """Return the pinned public host key of the gateway."""
+        return self.root / "host_ed25519.pub"
+
+    @property
+    def known_hosts(self) -> Path:
+        """Return the per-gateway known_hosts (only the pinned key, under the alias)."""
+        return self.root / "known_hosts"
+
+    @property
+    def journal(self) -> Path:
+        """Return the append-only log of applied actions."""
+        return self.root / "journal.jsonl"
+
+    @property
+    def alias(self) -> str:
+        """Return the SSH host alias of the gateway."""
+        return f"bastion-{self.name}"
+
+    def read(self) -> LocalKeys:
+        """Return fingerprints of what is on disk, refusing loosely protected secrets."""
+        login = keys.load_key(self.login_key).fingerprint if self.login_key.exists() else None
+        admin = keys.load_key(self.admin_key).fingerprint if self.admin_key.exists() else None
+        pinned = self.host_key_pub.read_text().strip() if self.host_key_pub.exists() else None
+        return LocalKeys(login, admin, pinned or None)
+
+    def pin_host_key(self, public_line: str) -> None:
+        """Pin the gateway's host key for paramiko and for OpenSSH (via HostKeyAlias)."""
+        keys.ensure_private_dir(self.root)
+        keys.write_public_text(self.host_key_pub, public_line.strip() + "\n")
+        keys.write_public_text(self.known_hosts, keys.known_hosts_line(self.alias, public_line))
+
+    def remove(self) -> None:
+        """Delete the folder and everything in it."""
+        if self.root.exists():
+            shutil.rmtree(self.root)
