@@ -164,10 +164,19 @@ class Image:
 
     image_id: str
     root_device_name: str
+    root_volume_gib: int = 8
 
 
 def _tags(items: Sequence[Mapping[str, Any]] | None) -> dict[str, str]:
     return {str(t["Key"]): str(t["Value"]) for t in items or ()}
+
+
+def _instance_groups(instance: Mapping[str, Any]) -> tuple[str, ...]:
+    """Return the instance's groups from every interface (moto fills only the interfaces)."""
+    ids = [g["GroupId"] for g in instance.get("SecurityGroups", [])]
+    for interface in instance.get("NetworkInterfaces", []):
+        ids.extend(g["GroupId"] for g in interface.get("Groups", []))
+    return tuple(dict.fromkeys(ids))
 
 
 def _tag_spec(resource: str, tags: Mapping[str, str]) -> dict[str, Any]:
@@ -381,7 +390,14 @@ class Ec2:
             images = self.ec2.describe_images(ImageIds=[image_id])["Images"]
         if not images:
             raise NotFoundError(f"image {image_id} not found in {self.region}; check --image")
-        return Image(image_id, images[0].get("RootDeviceName", "/dev/xvda"))
+        found = images[0]
+        root = found.get("RootDeviceName", "/dev/xvda")
+        sizes = [
+            int(m["Ebs"].get("VolumeSize", 8))
+            for m in found.get("BlockDeviceMappings", [])
+            if m.get("DeviceName") == root and "Ebs" in m
+        ]
+        return Image(image_id, root, max(sizes + [8]))
 
     def find_instances(self, name: str) -> list[InstanceInfo]:
         """Return the live (not terminated) gateway instances of `name`."""
@@ -419,9 +435,7 @@ class Ec2:
                             key_name=i.get("KeyName"),
                             image_id=i.get("ImageId", ""),
                             launch_time=i.get("LaunchTime"),
-                            security_group_ids=tuple(
-                                g["GroupId"] for g in i.get("SecurityGroups", [])
-                            ),
+                            security_group_ids=_instance_groups(i),
                             tags=_tags(i.get("Tags")),
                         )
                     )
@@ -466,6 +480,7 @@ class Ec2:
                     {
                         "DeviceName": image.root_device_name,
                         "Ebs": {
+                            "VolumeSize": image.root_volume_gib,
                             "Encrypted": True,
                             "DeleteOnTermination": True,
                             "VolumeType": "gp3",

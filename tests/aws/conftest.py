@@ -1,0 +1,137 @@
+"""moto-backed AWS, fake SSH probe and fake IP lookup for use-case tests."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from bastion.aws import Ec2, is_mutating
+from bastion.clock import FakeClock
+from bastion.gateway import Deps
+from bastion.settings import Settings, load_settings
+
+CALLER_IP = "203.0.113.7"
+
+
+@dataclass
+class FakeProbe:
+    """Pretends the gateway's sshd answers with whatever host key was pinned."""
+
+    reachable: bool = True
+    host_key_override: str | None = None
+    calls: list[tuple[str, int]] = field(default_factory=list)
+
+    def tcp_reachable(self, host: str, port: int) -> bool:
+        self.calls.append((host, port))
+        return self.reachable
+
+    def verify_login(self, host: str, port: int, user: str, key_path: str, pinned: str) -> str:
+        from bastion.errors import HostKeyMismatchError
+        from bastion.keys import fingerprint
+
+        if self.host_key_override and self.host_key_override != pinned:
+            raise HostKeyMismatchError("host key mismatch")
+        return fingerprint(pinned)
+
+
+@dataclass
+class CallCounter:
+    """Counts EC2 calls by operation name through botocore events."""
+
+    calls: Counter[str] = field(default_factory=Counter)
+
+    def attach(self, ec2: Ec2) -> None:
+        ec2.on_call(self.record)
+
+    def record(self, model: Any, **_: Any) -> None:
+        self.calls[model.name] += 1
+
+    @property
+    def mutating(self) -> dict[str, int]:
+        return {op: n for op, n in self.calls.items() if is_mutating(op)}
+
+    def reset(self) -> None:
+        self.calls.clear()
+
+
+class FakeIp:
+    """An injected caller-IP lookup: every echo service answers `address`."""
+
+    def __init__(self, address: str = CALLER_IP) -> None:
+        self.address = address
+
+    def __call__(self, url: str, timeout: float) -> str:
+        return self.address + "\n"
+
+
+@pytest.fixture
+def aws() -> Iterator[None]:
+    """Run the test against a fresh in-process moto backend."""
+    with mock_aws():
+        yield
+
+
+@pytest.fixture
+def counter() -> CallCounter:
+    return CallCounter()
+
+
+@pytest.fixture
+def probe() -> FakeProbe:
+    return FakeProbe()
+
+
+@pytest.fixture
+def fake_ip() -> FakeIp:
+    return FakeIp()
+
+
+@pytest.fixture
+def deps(aws: None, counter: CallCounter, probe: FakeProbe, fake_ip: FakeIp) -> Deps:
+    return Deps(
+        session_factory=lambda profile, region: boto3.Session(region_name=region or "us-east-1"),
+        clock=FakeClock(),
+        fetch=fake_ip,
+        probe=probe,
+        on_ec2=counter.attach,
+    )
+
+
+@pytest.fixture
+def ec2_client(aws: None) -> Any:
+    return boto3.client("ec2", region_name="us-east-1")
+
+
+@pytest.fixture
+def app_sg(ec2_client: Any) -> str:
+    """The seed's sg-app in the default VPC, with 80/443 from sg-elb."""
+    vpc = ec2_client.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"][0]
+    elb = ec2_client.create_security_group(
+        GroupName="sg-elb", Description="elb", VpcId=vpc["VpcId"]
+    )
+    app = ec2_client.create_security_group(
+        GroupName="sg-app", Description="app", VpcId=vpc["VpcId"]
+    )
+    for port in (80, 443):
+        ec2_client.authorize_security_group_ingress(
+            GroupId=app["GroupId"],
+            IpPermissions=[
+                {
+                    "IpProtocol": "tcp",
+                    "FromPort": port,
+                    "ToPort": port,
+                    "UserIdGroupPairs": [{"GroupId": elb["GroupId"]}],
+                }
+            ],
+        )
+    return str(app["GroupId"])
+
+
+def make_settings(**flags: Any) -> Settings:
+    return load_settings(flags, env={})
