@@ -397,7 +397,7 @@ class Ec2:
             for m in found.get("BlockDeviceMappings", [])
             if m.get("DeviceName") == root and "Ebs" in m
         ]
-        return Image(image_id, root, max(sizes + [8]))
+        return Image(image_id, root, max([*sizes, 8]))
 
     def find_instances(self, name: str) -> list[InstanceInfo]:
         """Return the live (not terminated) gateway instances of `name`."""

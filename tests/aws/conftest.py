@@ -11,7 +11,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from bastion.aws import Ec2, is_mutating
+from bastion.aws import Ec2, is_mutating, make_session
 from bastion.clock import FakeClock
 from bastion.gateway import Deps
 from bastion.settings import Settings, load_settings
@@ -95,7 +95,7 @@ def fake_ip() -> FakeIp:
 @pytest.fixture
 def deps(aws: None, counter: CallCounter, probe: FakeProbe, fake_ip: FakeIp) -> Deps:
     return Deps(
-        session_factory=lambda profile, region: boto3.Session(region_name=region or "us-east-1"),
+        session_factory=make_session,
         clock=FakeClock(),
         fetch=fake_ip,
         probe=probe,

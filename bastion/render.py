@@ -1,0 +1,363 @@
+"""Render the gateway's sshd_config and its cloud-init user data (the only importer of jinja2).
+
+Two users, two doors
+--------------------
+The gateway has exactly two SSH users, both system users with locked passwords, whose keys live
+in root-owned files (``AuthorizedKeysFile /etc/ssh/bastion/authorized_keys/%u``) that neither
+user can write:
+
+``bastion`` (the daily login)
+    Key options ``restrict,port-forwarding``; ``Match User`` gives it ``AllowTcpForwarding local``
+    (the least that lets ``ssh -J``/``ssh -W`` work), ``MaxSessions 0``, ``PermitTTY no`` and
+    ``ForceCommand /usr/sbin/nologin``; its shell is ``/usr/sbin/nologin``. It can open
+    direct-tcpip channels (optionally only to ``PermitOpen`` targets) and nothing else.
+
+``bastion-admin`` (the key-management channel, used by ``bastion rotate``)
+    Key options ``restrict,command="..."`` and ``Match User`` ``ForceCommand``
+    ``sudo -n /usr/local/sbin/bastion-keyctl "$SSH_ORIGINAL_COMMAND"``; no forwarding, no TTY.
+    sshd runs a forced command as ``<shell> -c <command>``, so this user's shell is ``/bin/sh``
+    (with ``nologin`` the command could not run); the forced command is the only thing the shell
+    ever runs. The request travels as one quoted argument because sudo's ``env_reset`` drops
+    ``SSH_ORIGINAL_COMMAND``. A sudoers drop-in (``/etc/sudoers.d/bastion-keyctl``, 0440)
+    allows exactly ``bastion-admin ALL=(root) NOPASSWD: /usr/local/sbin/bastion-keyctl``.
+
+``bastion-keyctl`` (POSIX sh, ``templates/bastion-keyctl.sh``, installed 0755 root) understands:
+
+* ``list`` - print the login user's authorized_keys lines;
+* ``add-login ssh-ed25519 BASE64 [COMMENT]`` - authorize another Ed25519 login key
+  (idempotent; the line gets ``restrict,port-forwarding``);
+* ``remove-login SHA256:FP`` - revoke a login key; refuses (exit 8) to remove the last one.
+
+It rewrites the root-owned file atomically (temp file in the same directory, then ``mv``).
+Rotation is therefore: add the new login key, verify it, remove the old one. A stolen daily
+login key cannot reach this channel: that user has no shell, no sessions and a forced
+``nologin``; and a stolen admin key can change login keys but cannot forward into the network.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from importlib.resources.abc import Traversable
+from pathlib import Path
+
+import jinja2
+
+from bastion.errors import UsageError
+
+SSHD_CONFIG_PATH = "/etc/ssh/sshd_config"
+KEYCTL_PATH = "/usr/local/sbin/bastion-keyctl"
+SUDOERS_PATH = "/etc/sudoers.d/bastion-keyctl"
+NOLOGIN_SHELL = "/usr/sbin/nologin"
+ADMIN_SHELL = "/bin/sh"
+LOGIN_KEY_OPTIONS = "restrict,port-forwarding"
+# The request is one quoted argument because sudo's env_reset drops SSH_ORIGINAL_COMMAND.
+KEYCTL_COMMAND = f'sudo -n {KEYCTL_PATH} "$SSH_ORIGINAL_COMMAND"'
+IMAGE_FAMILIES = ("al2023", "debian13", "ubuntu24.04", "custom")
+USER_DATA_LIMIT = 16 * 1024  # EC2 rejects larger user data (before base64).
+
+_USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+_ED25519_PUBLIC_RE = re.compile(r"^ssh-ed25519 [A-Za-z0-9+/]+={0,2}( [\x20-\x7e]*)?$")
+_PATH_RE = re.compile(r"^/[A-Za-z0-9._/-]*$")
+_PERMIT_OPEN_RE = re.compile(r"^(\*|[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\]):(\*|[0-9]{1,5})$")
+_PLAIN_KEY_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+_PRIVATE_KEY_HEADER = "-----BEGIN OPENSSH PRIVATE KEY-----"
+
+
+@dataclass(frozen=True)
+class SshdParams:
+    """Everything that varies in the gateway's sshd_config."""
+
+    port: int
+    login_user: str = "bastion"
+    admin_user: str = "bastion-admin"
+    host_key_path: str = "/etc/ssh/ssh_host_ed25519_key"
+    authorized_keys_dir: str = "/etc/ssh/bastion/authorized_keys"
+    post_quantum_kex: bool = False
+    permit_open: tuple[str, ...] = ()
+    pid_file: str = "/run/sshd.pid"
+
+
+@dataclass(frozen=True)
+class UserDataParams:
+    """Everything that goes into the gateway's cloud-init user data."""
+
+    sshd: SshdParams
+    image_family: str
+    host_private_key: str
+    host_public_key: str
+    login_public_key: str
+    admin_public_key: str
+
+
+@dataclass(frozen=True)
+class ImageNeeds:
+    """How one image family runs sshd and what a custom port needs there."""
+
+    ssh_service: str
+    socket_activated: bool = False
+    selinux: bool = False
+
+
+_IMAGE_NEEDS: Mapping[str, ImageNeeds] = {
+    "al2023": ImageNeeds(ssh_service="sshd", selinux=True),
+    "debian13": ImageNeeds(ssh_service="ssh"),
+    "ubuntu24.04": ImageNeeds(ssh_service="ssh", socket_activated=True),
+    "custom": ImageNeeds(ssh_service=""),
+}
+
+
+def image_needs(image_family: str) -> ImageNeeds:
+    """Return how the given image family runs sshd."""
+    try:
+        return _IMAGE_NEEDS[image_family]
+    except KeyError:
+        raise UsageError(
+            f"unknown image family {image_family!r}; use one of {', '.join(IMAGE_FAMILIES)}"
+        ) from None
+
+
+def port_commands(image_family: str, port: int) -> tuple[str, ...]:
+    """Return the shell commands that make sshd listen on `port` on this image family."""
+    needs = image_needs(image_family)
+    check = f"/usr/sbin/sshd -t -f {SSHD_CONFIG_PATH}"
+    commands: list[str] = []
+    if needs.selinux:
+        # Permissive by default on AL2023, but an enforcing image would refuse the port.
+        commands.append(
+            f"semanage port -a -t ssh_port_t -p tcp {port}"
+            f" || semanage port -m -t ssh_port_t -p tcp {port}"
+        )
+    if needs.socket_activated:
+        # ssh.socket listens on 22 and ignores Port; hand the socket back to ssh.service.
+        commands += [
+            "systemctl disable --now ssh.socket",
+            "systemctl enable ssh.service",
+            f"{check} && systemctl restart ssh.service",
+        ]
+    elif needs.ssh_service:
+        commands.append(f"{check} && systemctl restart {needs.ssh_service}")
+    else:
+        commands.append(f"{check} && (systemctl restart ssh || systemctl restart sshd)")
+    return tuple(commands)
+
+
+def render_sshd_config(params: SshdParams) -> str:
+    """Render the complete /etc/ssh/sshd_config for the gateway."""
+    _validate_sshd(params)
+    return (
+        _environment()
+        .get_template("sshd_config.j2")
+        .render(
+            port=params.port,
+            login_user=params.login_user,
+            admin_user=params.admin_user,
+            host_key_path=params.host_key_path,
+            authorized_keys_dir=params.authorized_keys_dir,
+            post_quantum_kex=params.post_quantum_kex,
+            permit_open=params.permit_open,
+            pid_file=params.pid_file,
+            keyctl_command=KEYCTL_COMMAND,
+        )
+    )
+
+
+def render_keyctl(params: SshdParams) -> str:
+    """Render the bastion-keyctl script for the gateway's login user."""
+    _validate_sshd(params)
+    return (
+        _environment()
+        .get_template("bastion-keyctl.sh")
+        .render(
+            login_user=params.login_user,
+            authorized_keys_dir=params.authorized_keys_dir,
+        )
+    )
+
+
+def render_user_data(params: UserDataParams) -> str:
+    """Render the gateway's #cloud-config user data."""
+    _validate_user_data(params)
+    sshd = params.sshd
+    keys_dir = sshd.authorized_keys_dir
+    forced = KEYCTL_COMMAND.replace("\\", "\\\\").replace('"', '\\"')
+    admin_line = f'restrict,command="{forced}" {params.admin_public_key.strip()}'
+    config: dict[str, object] = {
+        # Seeding the host key is what lets bastion pin it before the first connection.
+        "ssh_keys": {
+            "ed25519_private": _with_newline(params.host_private_key),
+            "ed25519_public": params.host_public_key.strip(),
+        },
+        "ssh_deletekeys": True,
+        # Ignored while ssh_keys is given; the schema wants one entry, so name the seeded type.
+        "ssh_genkeytypes": ["ed25519"],
+        "disable_root": True,
+        "ssh_pwauth": False,
+        # Listing users without "default" means no image default user (ec2-user, admin, ubuntu).
+        "users": [
+            {
+                "name": sshd.login_user,
+                "gecos": "bastion ProxyJump login",
+                "system": True,
+                "no_create_home": True,
+                "shell": NOLOGIN_SHELL,
+                "lock_passwd": True,
+            },
+            {
+                "name": sshd.admin_user,
+                "gecos": "bastion key management",
+                "system": True,
+                "no_create_home": True,
+                # A forced command runs as `shell -c command`; nologin would refuse to run it.
+                "shell": ADMIN_SHELL,
+                "lock_passwd": True,
+            },
+        ],
+        "write_files": [
+            _file(SSHD_CONFIG_PATH, render_sshd_config(sshd), "0600"),
+            _file(
+                f"{keys_dir}/{sshd.login_user}",
+                f"{LOGIN_KEY_OPTIONS} {params.login_public_key.strip()}\n",
+                "0644",
+            ),
+            _file(f"{keys_dir}/{sshd.admin_user}", f"{admin_line.strip()}\n", "0644"),
+            _file(KEYCTL_PATH, render_keyctl(sshd), "0755"),
+            _file(SUDOERS_PATH, f"{sshd.admin_user} ALL=(root) NOPASSWD: {KEYCTL_PATH}\n", "0440"),
+        ],
+        # sshd -t guards every restart, so a bad config never takes the running sshd down.
+        "runcmd": list(port_commands(params.image_family, sshd.port)),
+    }
+    text = "#cloud-config\n" + _to_yaml(config)
+    size = len(text.encode())
+    if size > USER_DATA_LIMIT:
+        raise UsageError(
+            f"user data is {size} bytes, over EC2's {USER_DATA_LIMIT}; shorten permit_open"
+        )
+    return text
+
+
+def _file(path: str, content: str, permissions: str) -> dict[str, object]:
+    return {"path": path, "owner": "root:root", "permissions": permissions, "content": content}
+
+
+def _with_newline(text: str) -> str:
+    return text.strip() + "\n"
+
+
+def _to_yaml(value: object, indent: int = 0) -> str:
+    """Emit block YAML whose scalars are JSON strings (always valid, never reinterpreted)."""
+    pad = " " * indent
+    lines: list[str] = []
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            name = str(key) if _PLAIN_KEY_RE.match(str(key)) else json.dumps(str(key))
+            lines.append(f"{pad}{name}:{_inline_or_block(item, indent)}")
+    elif isinstance(value, Sequence) and not isinstance(value, str):
+        for item in value:
+            if isinstance(item, Mapping) and item:
+                nested = _to_yaml(item, indent + 2)
+                lines.append(f"{pad}- {nested[indent + 2 :]}".rstrip("\n"))
+            else:
+                lines.append(f"{pad}-{_inline_or_block(item, indent)}")
+    return "\n".join(lines) + "\n"
+
+
+def _inline_or_block(value: object, indent: int) -> str:
+    if isinstance(value, Mapping | list | tuple) and value:
+        return "\n" + _to_yaml(value, indent + 2).rstrip("\n")
+    if isinstance(value, Mapping):
+        return " {}"
+    if isinstance(value, list | tuple):
+        return " []"
+    if isinstance(value, str) and _fits_literal_block(value):
+        body = "".join(
+            f"{' ' * (indent + 4)}{line}\n" if line else "\n" for line in value.split("\n")[:-1]
+        )
+        return " |\n" + body.rstrip("\n")
+    return " " + json.dumps(value)
+
+
+def _fits_literal_block(text: str) -> bool:
+    # A literal block keeps files readable in the console; fall back to JSON when it could
+    # change the text: no final newline or several, leading blanks, tabs or control characters.
+    return (
+        "\n" in text
+        and text.endswith("\n")
+        and not text.endswith("\n\n")
+        and not text[0].isspace()
+        and all(ch == "\n" or " " <= ch <= "~" for ch in text)
+    )
+
+
+def _templates_dir() -> Traversable:
+    packaged = resources.files("bastion") / "templates"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parents[1] / "templates"
+
+
+def _load_template(name: str) -> str:
+    return (_templates_dir() / name).read_text(encoding="utf-8")
+
+
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FunctionLoader(_load_template),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,  # noqa: S701 - renders config files, never HTML
+    )
+
+
+def _validate_sshd(params: SshdParams) -> None:
+    port = params.port
+    valid_port = isinstance(port, int) and not isinstance(port, bool)
+    if not valid_port or not (port == 22 or 1024 <= port <= 65535):
+        raise UsageError(f"SSH port {port!r} is not allowed; use 22 or a port from 1024 to 65535")
+    for role, name in (("login", params.login_user), ("admin", params.admin_user)):
+        if not _USER_RE.match(name):
+            raise UsageError(
+                f"{role} user name {name!r} is not valid; use lowercase letters, digits, _ or -"
+                " (at most 32, starting with a letter or _)"
+            )
+    if params.login_user == params.admin_user:
+        raise UsageError("login and admin user must differ; the admin user manages login keys")
+    for what, path in (
+        ("host key path", params.host_key_path),
+        ("authorized keys dir", params.authorized_keys_dir),
+        ("pid file", params.pid_file),
+    ):
+        if not _PATH_RE.match(path) or "/../" in f"{path}/":
+            raise UsageError(f"{what} {path!r} must be an absolute path of A-Z a-z 0-9 . _ - /")
+    for target in params.permit_open:
+        match = _PERMIT_OPEN_RE.match(target)
+        if not match or (match.group(2) != "*" and not 1 <= int(match.group(2)) <= 65535):
+            raise UsageError(
+                f"permit-open target {target!r} is not host:port"
+                " (e.g. 10.0.1.5:22 or db.internal:5432)"
+            )
+
+
+def _validate_user_data(params: UserDataParams) -> None:
+    _validate_sshd(params.sshd)
+    image_needs(params.image_family)
+    for what, key in (
+        ("host public key", params.host_public_key),
+        ("login public key", params.login_public_key),
+        ("admin public key", params.admin_public_key),
+    ):
+        if not _ED25519_PUBLIC_RE.match(key.strip()):
+            raise UsageError(
+                f"{what} must be one line starting with 'ssh-ed25519 '"
+                " (an OpenSSH Ed25519 public key)"
+            )
+    if params.login_public_key.split()[:2] == params.admin_public_key.split()[:2]:
+        raise UsageError("login and admin keys must differ; generate a separate admin key")
+    private = params.host_private_key.strip()
+    if not private.startswith(_PRIVATE_KEY_HEADER) or "\x00" in private:
+        raise UsageError(
+            f"host private key must be an OpenSSH PEM key starting with {_PRIVATE_KEY_HEADER}"
+        )
