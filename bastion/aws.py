@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -308,7 +309,7 @@ class Ec2:
     def group(self, id_or_name: str, vpc_id: str | None = None) -> SecurityGroup:
         """Return one group by id or name, with rules."""
         with translated(f"looking up security group {id_or_name}"):
-            if id_or_name.startswith("sg-"):
+            if re.fullmatch(r"sg-[0-9a-f]{8,17}", id_or_name):
                 try:
                     found = self._groups(GroupIds=[id_or_name])
                 except NotFoundError:

@@ -470,7 +470,12 @@ def status(
     drift: list[str] = []
     caller: str | None
     try:
-        caller = cidr_hint[0] if cidr_hint else detect_caller_cidr(deps.fetch)
+        if cidr_hint:
+            caller = cidr_hint[0]
+        elif settings.allow:
+            caller = normalize_cidr(settings.allow[0])
+        else:
+            caller = detect_caller_cidr(deps.fetch)
     except CallerIpError:
         caller = None
     instance = observed.instance

@@ -1,0 +1,39 @@
+# Shared by scripts/test and scripts/demo: a venv with the project and its test tools, and the
+# Debian packages for the real parts (sshd, ssh client, cloud-init) when running as root.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${BASTION_VENV:-$ROOT/.venv}"
+
+ensure_debian_packages() {
+    local missing=()
+    command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
+    command -v ssh >/dev/null 2>&1 || missing+=(openssh-client)
+    command -v cloud-init >/dev/null 2>&1 || missing+=(cloud-init)
+    if [ "${#missing[@]}" -eq 0 ]; then return 0; fi
+    if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+        echo "bootstrap: missing ${missing[*]} (install them; tests needing them will skip)" >&2
+        return 0
+    fi
+    echo "bootstrap: installing ${missing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    # --no-install-recommends keeps it quick; policy-rc.d stops the package from starting services.
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    rm -f /usr/sbin/policy-rc.d
+}
+
+ensure_venv() {
+    local python="${PYTHON:-python3}"
+    if [ ! -x "$VENV/bin/python" ]; then
+        echo "bootstrap: creating $VENV" >&2
+        "$python" -m venv "$VENV"
+    fi
+    local stamp="$VENV/.bastion-installed"
+    if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
+        echo "bootstrap: installing bastion and its test tools into $VENV" >&2
+        "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
+        "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$ROOT[test]"
+        touch "$stamp"
+    fi
+}
