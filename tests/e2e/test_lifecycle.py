@@ -1,0 +1,192 @@
+"""The installed `bastion` against moto_server and a real sshd booted from the user data."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from tests.support import free_port, require
+
+BIN = Path(sys.executable).parent
+pytestmark = pytest.mark.e2e
+
+
+def _wait_for_port(port: int, seconds: float = 15.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"nothing listens on 127.0.0.1:{port}")
+
+
+class World:
+    """moto_server, the sshd stand-in, and an environment for the bastion CLI."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.moto_port = free_port()
+        self.sshd_port = free_port()
+        self.home = tmp / "bastion-home"
+        self.env = {
+            **os.environ,
+            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{self.moto_port}",
+            "BASTION_HOME": str(self.home),
+            "BASTION_REACH": f"127.0.0.1:{self.sshd_port}",
+            "BASTION_ALLOW": "203.0.113.7/32",
+            "BASTION_WAIT_TIMEOUT": "60",
+        }
+        self.processes: list[subprocess.Popen[bytes]] = []
+        self.tmp = tmp
+
+    def start(self) -> None:
+        moto = subprocess.Popen(
+            [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.moto_port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=self.env,
+        )
+        self.processes.append(moto)
+        _wait_for_port(self.moto_port)
+        log = (self.tmp / "stand-in.log").open("wb")
+        self.processes.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "bastion.testing.stand_in", "--port", str(self.sshd_port)],
+                stdout=log,
+                stderr=log,
+                env=self.env,
+            )
+        )
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            process.terminate()
+            process.wait(timeout=20)
+
+    def ec2(self) -> Any:
+        return boto3.client("ec2", endpoint_url=self.env["AWS_ENDPOINT_URL"])
+
+    def bastion(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(BIN / "bastion"), *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    def ssh(self, *args: str) -> subprocess.CompletedProcess[bytes]:
+        folder = self.home / "us-east-1" / "default"
+        return subprocess.run(
+            [
+                "ssh",
+                "-F",
+                "/dev/null",
+                "-i",
+                str(folder / "login_ed25519"),
+                "-o",
+                "IdentitiesOnly=yes",
+                "-o",
+                f"UserKnownHostsFile={folder / 'known_hosts'}",
+                "-o",
+                "HostKeyAlias=bastion-default",
+                "-o",
+                "StrictHostKeyChecking=yes",
+                "-o",
+                "BatchMode=yes",
+                "-p",
+                str(self.sshd_port),
+                *args,
+            ],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    require(shutil.which("ssh") is not None, "the OpenSSH client is missing")
+    require(Path("/usr/sbin/sshd").exists(), "/usr/sbin/sshd is missing; install openssh-server")
+    require(os.geteuid() == 0, "the sshd stand-in needs root (it switches to the gateway users)")
+    require((BIN / "moto_server").exists(), "moto_server is missing; pip install 'moto[server]'")
+    world = World(tmp_path)
+    world.start()
+    try:
+        yield world
+    finally:
+        world.stop()
+
+
+def _seed_app_group(ec2: Any) -> str:
+    vpc = ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"][0]
+    return str(
+        ec2.create_security_group(GroupName="app", Description="app", VpcId=vpc["VpcId"])["GroupId"]
+    )
+
+
+def test_lifecycle_up_status_ssh_up_again_down_leaves_nothing(world: World) -> None:
+    app = _seed_app_group(world.ec2())
+
+    first = world.bastion("up", "--app-sg", "app", "--json")
+    assert first.returncode == 0, first.stderr
+    created = json.loads(first.stdout)
+    assert created["status"]["drift"] == []
+    assert any(a["kind"] == "verify" for a in created["plan"]["actions"])
+
+    status = json.loads(world.bastion("status", "--app-sg", "app", "--json").stdout)
+    assert status["caller_allowed"] is True
+    sources = [(s["source"], s["is_gateway"]) for s in status["app_ssh_sources"]]
+    assert sources == [(status["security_group"], True)]
+
+    forwarded = world.ssh("-W", f"127.0.0.1:{world.sshd_port}", "bastion@127.0.0.1")
+    assert forwarded.stdout.startswith(b"SSH-2.0-"), forwarded.stderr
+    shell = world.ssh("bastion@127.0.0.1", "id")
+    assert shell.returncode != 0 and b"uid=" not in shell.stdout
+
+    again = world.bastion("up", "--app-sg", "app", "--json")
+    assert again.returncode == 0, again.stderr
+    assert [a for a in json.loads(again.stdout)["plan"]["actions"] if a["mutating"]] == []
+
+    gone = world.bastion("down", "--app-sg", "app")
+    assert gone.returncode == 0, gone.stderr
+    ec2 = world.ec2()
+    live = [
+        i
+        for r in ec2.describe_instances()["Reservations"]
+        for i in r["Instances"]
+        if i["State"]["Name"] != "terminated"
+    ]
+    assert live == []
+    assert ec2.describe_key_pairs()["KeyPairs"] == []
+    groups = ec2.describe_security_groups()["SecurityGroups"]
+    assert not [g for g in groups if g["GroupName"].startswith("bastion-")]
+    app_rules = ec2.describe_security_groups(GroupIds=[app])["SecurityGroups"][0]["IpPermissions"]
+    assert app_rules == []
+
+
+def test_a_gateway_answering_with_another_host_key_fails_verification(world: World) -> None:
+    assert world.bastion("up", "--json").returncode == 0
+    pinned = world.home / "us-east-1" / "default" / "host_ed25519.pub"
+    from bastion.keys import generate_key
+
+    pinned.write_text(generate_key("impostor").public_line + "\n")
+
+    result = world.bastion("up")
+
+    assert result.returncode == 5, result.stderr
+    assert "bastion: error:" in result.stderr and "Traceback" not in result.stderr
