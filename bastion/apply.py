@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from bastion.clock import Clock
-from bastion.errors import TimeoutExpired
+from bastion.errors import BastionError, TimeoutExpired
 from bastion.model import Action, Plan, Ref
 
 log = logging.getLogger(__name__)
@@ -83,6 +83,13 @@ def apply_plan(
         except Exception as exc:
             if journal and action.mutating:
                 journal({**entry, "phase": "failed", "error": str(exc)[:300]})
+            done = [a for a in outcome.done if a.mutating]
+            if isinstance(exc, BastionError) and done:
+                # Say what already changed, so a failure is never a silent half-done change.
+                exc.message += (
+                    f" (done before the failure: {'; '.join(a.summary for a in done)}; "
+                    f"rerun `bastion {plan.command}` to finish)"
+                )
             raise
         if journal and action.mutating:
             journal({**entry, "phase": "done"})
