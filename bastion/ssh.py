@@ -244,12 +244,15 @@ def _fingerprint_of_blob(blob: bytes) -> str:
 
 
 def _timed_out(exc: BaseException, client: paramiko.SSHClient) -> bool:
-    # The transport thread may hit the timeout and the caller only see "No existing session".
+    # When negotiation outlasts the timeout, paramiko's start_client returns quietly and the
+    # next step fails with "No existing session"; a transport-thread timeout sits in the chain.
+    if str(exc) == "No existing session":
+        return True
     transport = client.get_transport()
     saved = transport.get_exception() if transport is not None else None
     for error in (exc, saved):
         while error is not None:
-            if isinstance(error, TimeoutError) or "protocol banner" in str(error):
+            if isinstance(error, TimeoutError):
                 return True
             error = error.__cause__ or error.__context__
     return False

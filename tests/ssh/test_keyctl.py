@@ -1,0 +1,139 @@
+"""bastion-keyctl manages login keys: run directly, then end to end over the admin channel."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from bastion.errors import SshError
+from bastion.render import SshdParams, render_keyctl
+from bastion.ssh import Endpoint, public_key_fingerprint, run_keyctl, verify_login
+from bastion.testing import LocalGateway
+
+if TYPE_CHECKING:
+    from conftest import GatewayKeys
+
+LOGIN_LINE_OPTIONS = "restrict,port-forwarding"
+
+
+@pytest.fixture()
+def keyctl(
+    ssh_keygen: str, keys: GatewayKeys, tmp_path: Path
+) -> Callable[[str], subprocess.CompletedProcess[str]]:
+    """Return a runner for the rendered script over a temp keys dir seeded with the login key."""
+    script = tmp_path / "bastion-keyctl"
+    script.write_text(render_keyctl(SshdParams(port=2222)))
+    keys_dir = tmp_path / "authorized_keys"
+    keys_dir.mkdir()
+    (keys_dir / "bastion").write_text(f"{LOGIN_LINE_OPTIONS} {keys.login.public}\n")
+
+    def run(request: str) -> subprocess.CompletedProcess[str]:
+        env = {
+            **os.environ,
+            "SSH_ORIGINAL_COMMAND": request,
+            "BASTION_KEYCTL_KEYS_DIR": str(keys_dir),
+        }
+        return subprocess.run(
+            ["sh", str(script)], capture_output=True, text=True, env=env, check=False
+        )
+
+    return run
+
+
+def test_list_prints_the_login_keys(
+    keyctl: Callable[[str], subprocess.CompletedProcess[str]], keys: GatewayKeys
+) -> None:
+    result = keyctl("list")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"{LOGIN_LINE_OPTIONS} {keys.login.public}\n"
+
+
+def test_add_login_appends_a_restricted_line_once(
+    keyctl: Callable[[str], subprocess.CompletedProcess[str]], keys: GatewayKeys
+) -> None:
+    added = keyctl(f"add-login {keys.stranger.public}")
+    again = keyctl(f"add-login {keys.stranger.public}")
+    assert added.returncode == 0, added.stderr
+    assert public_key_fingerprint(keys.stranger.public) in added.stdout
+    assert again.returncode == 0 and "already authorized" in again.stdout
+    assert keyctl("list").stdout.splitlines() == [
+        f"{LOGIN_LINE_OPTIONS} {keys.login.public}",
+        f"{LOGIN_LINE_OPTIONS} {keys.stranger.public}",
+    ]
+
+
+@pytest.mark.parametrize(
+    "request_text",
+    [
+        "add-login ssh-rsa AAAAB3NzaC1yc2E",
+        "add-login ssh-ed25519 not*base64",
+        'add-login ssh-ed25519 AAAAC3NzaC1lZDI1NTE5 x",command="/bin/sh',
+        "add-login ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBROKEN",
+        "remove-login MD5:aa:bb",
+        "shell",
+        "",
+    ],
+)
+def test_bad_requests_are_refused_without_touching_the_file(
+    keyctl: Callable[[str], subprocess.CompletedProcess[str]], request_text: str, keys: GatewayKeys
+) -> None:
+    result = keyctl(request_text)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert keyctl("list").stdout == f"{LOGIN_LINE_OPTIONS} {keys.login.public}\n"
+
+
+def test_remove_login_revokes_by_fingerprint(
+    keyctl: Callable[[str], subprocess.CompletedProcess[str]], keys: GatewayKeys
+) -> None:
+    keyctl(f"add-login {keys.stranger.public}")
+    result = keyctl(f"remove-login {public_key_fingerprint(keys.login.public)}")
+    assert result.returncode == 0, result.stderr
+    assert keyctl("list").stdout == f"{LOGIN_LINE_OPTIONS} {keys.stranger.public}\n"
+
+
+def test_remove_login_refuses_to_remove_the_last_key(
+    keyctl: Callable[[str], subprocess.CompletedProcess[str]], keys: GatewayKeys
+) -> None:
+    result = keyctl(f"remove-login {public_key_fingerprint(keys.login.public)}")
+    assert result.returncode == 8
+    assert "last login key" in result.stderr
+    assert keyctl("list").stdout == f"{LOGIN_LINE_OPTIONS} {keys.login.public}\n"
+
+
+def test_remove_login_of_an_unknown_key_is_not_found(
+    keyctl: Callable[[str], subprocess.CompletedProcess[str]], keys: GatewayKeys
+) -> None:
+    result = keyctl(f"remove-login {public_key_fingerprint(keys.stranger.public)}")
+    assert result.returncode == 3
+
+
+def test_rotation_over_the_admin_channel_swaps_the_login_key(
+    sshd: str, ssh_keygen: str, keys: GatewayKeys, user_data_for: Callable[..., str]
+) -> None:
+    """Add the new login key, prove it, revoke the old one: what `bastion rotate` will do."""
+    with LocalGateway(user_data_for(keys), install_keyctl=True) as gateway:
+        endpoint = Endpoint(gateway.host, gateway.port)
+
+        def admin(command: str) -> str:
+            return run_keyctl(endpoint, "bastion-admin", keys.admin.path, keys.host.public, command)
+
+        assert admin("list").strip().endswith(keys.login.public)
+        admin(f"add-login {keys.stranger.public}")
+        verify_login(endpoint, "bastion", keys.stranger.path, keys.host.public)
+        admin(f"remove-login {public_key_fingerprint(keys.login.public)}")
+        with pytest.raises(SshError, match="refused login key"):
+            verify_login(endpoint, "bastion", keys.login.path, keys.host.public)
+        with pytest.raises(SshError, match="last login key"):
+            admin(f"remove-login {public_key_fingerprint(keys.stranger.public)}")
+
+
+def test_login_key_cannot_use_the_admin_channel(
+    sshd: str, keys: GatewayKeys, endpoint: Endpoint
+) -> None:
+    with pytest.raises(SshError, match="refused login key"):
+        run_keyctl(endpoint, "bastion-admin", keys.login.path, keys.host.public, "list")
