@@ -73,9 +73,8 @@ def _state(ctx: typer.Context) -> State:
     if isinstance(obj, State):
         return obj
     state = State()
-    from bastion.gateway import Deps
-
-    if isinstance(obj, Deps):
+    # Tests inject a Deps object; importing its module here would slow every start-up.
+    if obj is not None:
         state.deps = obj
     ctx.find_root().obj = state
     return state
