@@ -69,6 +69,7 @@ def apply_plan(
     reporter: Reporter,
     journal: Callable[[dict[str, Any]], None] | None = None,
     results: dict[str, Any] | None = None,
+    before_each: Callable[[Action], None] | None = None,
 ) -> Outcome:
     """Run each action in order; stop at the first failure (nothing after it runs)."""
     outcome = Outcome(results=results if results is not None else {})
@@ -79,6 +80,8 @@ def apply_plan(
         if journal and action.mutating:
             journal({**entry, "phase": "intent", "summary": action.summary})
         try:
+            if before_each:
+                before_each(action)
             handlers[action.kind](action, outcome.results)
         except Exception as exc:
             if journal and action.mutating:

@@ -222,7 +222,7 @@ class Ec2:
                 name=k["KeyName"],
                 key_pair_id=k.get("KeyPairId", ""),
                 fingerprint=_tags(k.get("Tags")).get("bastion:key-fingerprint", ""),
-                created_at=str(k.get("CreateTime", "")),
+                created_at=k.get("CreateTime"),
             )
             for k in found
         ]
@@ -495,6 +495,13 @@ class Ec2:
             )
         instance_id = reply["Instances"][0]["InstanceId"]
         return self.instance(instance_id)
+
+    def tag(self, resource_id: str, tags: Mapping[str, str]) -> None:
+        """Set tags on a resource."""
+        with translated(f"tagging {resource_id}"):
+            self.ec2.create_tags(
+                Resources=[resource_id], Tags=[{"Key": k, "Value": v} for k, v in tags.items()]
+            )
 
     def start_instance(self, instance_id: str) -> None:
         """Start a stopped instance."""

@@ -7,6 +7,7 @@ import logging
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
@@ -332,6 +333,56 @@ def down(
         result = run_down(settings, _deps(ctx, json_output), dry_run=dry_run)
         if json_output:
             _emit_json({"plan": _plan_json(result.plan), "dry_run": dry_run})
+        else:
+            _render_plan(result.plan, dry_run)
+
+    _run(run)
+
+
+def _duration(text: str) -> timedelta:
+    import re
+
+    from bastion.errors import UsageError
+
+    match = re.fullmatch(r"(\d{1,5})([dhm])", text.strip())
+    if not match:
+        raise UsageError(f"--if-older-than {text!r} is not a duration; use e.g. 30d, 12h or 90m")
+    unit = {"d": "days", "h": "hours", "m": "minutes"}[match.group(2)]
+    return timedelta(**{unit: int(match.group(1))})
+
+
+@app.command(
+    epilog="Examples: bastion rotate --dry-run;  bastion rotate --if-older-than 30d  (for cron)"
+)
+def rotate(
+    ctx: typer.Context,
+    name: NameOpt = None,
+    reach: ReachOpt = None,
+    if_older_than: Annotated[
+        str | None,
+        typer.Option("--if-older-than", help="Rotate only when the login key is older, e.g. 30d."),
+    ] = None,
+    dry_run: DryRunOpt = False,
+    json_output: JsonOpt = False,
+) -> None:
+    """Replace the login key in place: new key added and proven before the old one is removed."""
+
+    def run() -> None:
+        from bastion.rotate import rotate_login
+
+        settings = _settings(ctx, name=name, reach=reach)
+        older = _duration(if_older_than) if if_older_than else None
+        result = rotate_login(settings, _deps(ctx, json_output), dry_run, older)
+        if json_output:
+            _emit_json(
+                {
+                    "plan": _plan_json(result.plan),
+                    "dry_run": dry_run,
+                    "skipped": result.skipped_reason,
+                }
+            )
+        elif result.skipped_reason:
+            typer.echo(f"Nothing to do: {result.skipped_reason}.")
         else:
             _render_plan(result.plan, dry_run)
 

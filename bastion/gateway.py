@@ -60,6 +60,10 @@ class GatewayProbe(Protocol):
         self, host: str, port: int, user: str, key_path: str, pinned_host_key: str
     ) -> str: ...
 
+    def keyctl(
+        self, host: str, port: int, user: str, key_path: str, pinned_host_key: str, command: str
+    ) -> str: ...
+
 
 class OpenSshProbe:
     """Check a gateway with paramiko: pinned host key, RejectPolicy, the login key."""
@@ -80,6 +84,16 @@ class OpenSshProbe:
 
         return verify_login(Endpoint(host, port), user, Path(key_path), pinned_host_key)
 
+    def keyctl(
+        self, host: str, port: int, user: str, key_path: str, pinned_host_key: str, command: str
+    ) -> str:
+        """Run one request over the key-management channel and return its output."""
+        from pathlib import Path
+
+        from bastion.ssh import Endpoint, run_keyctl
+
+        return run_keyctl(Endpoint(host, port), user, Path(key_path), pinned_host_key, command)
+
 
 @dataclass
 class Deps:
@@ -91,6 +105,7 @@ class Deps:
     probe: GatewayProbe = field(default_factory=OpenSshProbe)
     reporter: Reporter = field(default_factory=QuietReporter)
     on_ec2: Callable[[Ec2], None] | None = None
+    before_each: Callable[[Action], None] | None = None
 
     def ec2(self, settings: Settings) -> Ec2:
         """Connect to EC2 for the configured profile and region."""
@@ -232,7 +247,9 @@ def up(settings: Settings, deps: Deps, dry_run: bool = False) -> UpResult:
     if dry_run:
         return UpResult(plan, [], None)
     handlers = UpHandlers(ctx, deps, spec, observed, network, now)
-    outcome = apply_plan(plan, handlers.table(), deps.reporter, _journal(ctx.files))
+    outcome = apply_plan(
+        plan, handlers.table(), deps.reporter, _journal(ctx.files), before_each=deps.before_each
+    )
     return UpResult(plan, outcome.done, status(settings, deps, ctx=ctx, cidr_hint=cidrs))
 
 
@@ -507,6 +524,8 @@ def status(
     key = observed.key_pair
     if key and local.login_fingerprint and key.fingerprint != local.login_fingerprint:
         drift.append("EC2 key pair and local login key differ; run `bastion rotate`")
+    if ctx.files.next_login_key.exists():
+        drift.append("a login-key rotation is half done; run `bastion rotate` to finish it")
     if observed.exists and local.login_fingerprint is None:
         drift.append("the login key is not on this machine")
     app = observed.app_group
@@ -556,6 +575,7 @@ def status(
         if local.pinned_host_key
         else (instance.tags.get(TAG_HOST_KEY_FINGERPRINT) if instance else None),
         "key_created_at": instance.tags.get(TAG_CREATED_AT) if instance else None,
+        "login_key_age_days": age(key.created_at) if key else None,
         "app_group": app.group_id if app else None,
         "app_ssh_sources": app_sources,
         "local_folder": str(ctx.files.root),
@@ -617,7 +637,9 @@ def down(settings: Settings, deps: Deps, dry_run: bool = False) -> DownResult:
         "delete_key_pair": delete_key,
         "delete_local": delete_local,
     }
-    outcome = apply_plan(plan, dict(handlers), deps.reporter, _journal(ctx.files))
+    outcome = apply_plan(
+        plan, dict(handlers), deps.reporter, _journal(ctx.files), before_each=deps.before_each
+    )
     return DownResult(plan, outcome.done)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,11 @@ class GatewayFiles:
     def login_key(self) -> Path:
         """Return the daily login private key (forwarding only)."""
         return self.root / "login_ed25519"
+
+    @property
+    def next_login_key(self) -> Path:
+        """Return the login key being rotated in (present only while a rotation runs)."""
+        return self.root / "login_ed25519.next"
 
     @property
     def admin_key(self) -> Path:
@@ -59,6 +65,26 @@ class GatewayFiles:
         keys.ensure_private_dir(self.root)
         keys.write_public_text(self.host_key_pub, public_line.strip() + "\n")
         keys.write_public_text(self.known_hosts, keys.known_hosts_line(self.alias, public_line))
+
+    def next_login_fingerprint(self) -> str | None:
+        """Return the fingerprint of a login key being rotated in, if any."""
+        path = self.next_login_key
+        return keys.load_key(path).fingerprint if path.exists() else None
+
+    def promote_next_login_key(self) -> None:
+        """Make the rotated-in key the login key; the old private key is gone after this."""
+        next_pub = self.next_login_key.with_name(self.next_login_key.name + ".pub")
+        current_pub = self.login_key.with_name(self.login_key.name + ".pub")
+        os.replace(next_pub, current_pub)
+        os.replace(self.next_login_key, self.login_key)
+
+    def discard_next_login_key(self) -> None:
+        """Forget a login key that never made it onto the gateway."""
+        for path in (
+            self.next_login_key,
+            self.next_login_key.with_name(self.next_login_key.name + ".pub"),
+        ):
+            path.unlink(missing_ok=True)
 
     def remove(self) -> None:
         """Delete the folder and everything in it."""

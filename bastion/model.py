@@ -93,7 +93,7 @@ class KeyPairInfo:
     name: str
     key_pair_id: str
     fingerprint: str
-    created_at: str
+    created_at: datetime | None
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from bastion.model import (
     Action,
     GatewaySpec,
     IngressRule,
+    KeyPairInfo,
     LocalKeys,
     ObservedGateway,
     Plan,
@@ -366,3 +367,67 @@ def _describe_permission(permission: dict[str, object]) -> str:
     ranges = permission.get("IpRanges") or permission.get("Ipv6Ranges")
     item = ranges[0]  # type: ignore[index]
     return f"tcp/{port} to {item.get('CidrIp') or item.get('CidrIpv6')}"
+
+
+def plan_rotate_login(
+    name: str,
+    current: str,
+    rotating_in: str | None,
+    on_gateway: Sequence[str],
+    key_pairs: Sequence[KeyPairInfo],
+    instance_key_tag: str | None,
+) -> Plan:
+    """Plan a login-key rotation that never leaves the operator without a working key.
+
+    Every step is decided from observed state, so a rerun after any crash resumes where the
+    last run stopped: add new, prove new, remove old, then EC2 and the local files.
+    """
+    new: str | Ref = rotating_in or Ref("new login key")
+    actions: list[Action] = []
+    warnings: list[str] = []
+    if rotating_in is None:
+        actions.append(Action("make_next_login_key", "make a new Ed25519 login key (local, 0600)"))
+    if rotating_in is None or rotating_in not in on_gateway:
+        actions.append(Action("gateway_add_login", f"authorize {new} on the gateway"))
+    actions.append(
+        Action("verify_next_login", f"log in with {new} on a fresh connection", mutating=False)
+    )
+    if current != rotating_in and current in on_gateway:
+        actions.append(
+            Action(
+                "gateway_remove_login",
+                f"revoke the old login key {current} on the gateway",
+                {"fingerprint": current},
+            )
+        )
+    if current != rotating_in:
+        actions.append(
+            Action(
+                "verify_old_refused",
+                f"check that the gateway refuses {current}",
+                mutating=False,
+            )
+        )
+    for stray in on_gateway:
+        if stray not in (current, rotating_in):
+            warnings.append(
+                f"the gateway also trusts login key {stray}, which bastion did not make; "
+                "left as is (run `bastion burn` if you did not add it)"
+            )
+    if not any(k.fingerprint == rotating_in for k in key_pairs):
+        actions.append(Action("import_next_key_pair", f"import {new} as an EC2 key pair"))
+    if instance_key_tag != rotating_in:
+        actions.append(Action("retag_instance", f"record {new} in the instance's tags"))
+    for key_pair in key_pairs:
+        if key_pair.fingerprint != rotating_in:
+            actions.append(
+                Action(
+                    "delete_key_pair",
+                    f"delete the old EC2 key pair {key_pair.name}",
+                    {"key_name": key_pair.name},
+                )
+            )
+    actions.append(
+        Action("promote_local_key", "replace the local login key with the new one (atomic)")
+    )
+    return Plan("rotate", name, tuple(actions), tuple(warnings))

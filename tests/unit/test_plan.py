@@ -76,7 +76,7 @@ def converged() -> ObservedGateway:
         ("sg-gw",),
         {"bastion:generation": "1", "bastion:port": "62222"},
     )
-    key = KeyPairInfo("bastion-default-x", "key-1", "SHA256:login", "")
+    key = KeyPairInfo("bastion-default-x", "key-1", "SHA256:login", None)
     return ObservedGateway("default", key, group, instance, app)
 
 
