@@ -1,0 +1,369 @@
+"""OpenSSH client config for a gateway and the app hosts behind it (ProxyJump), and its files.
+
+Rendering is pure: the same gateway and hosts give byte-identical text (no dates, sorted hosts).
+Writing is careful: the generated file is replaced atomically; the user's own `~/.ssh/config`
+gains exactly one `Include` line at its top (after a byte-exact backup, keeping its mode and
+owner, through a symlink if it is one) and not one other byte changes.
+
+Why each gateway option is there:
+
+* `UserKnownHostsFile` + `HostKeyAlias` + `StrictHostKeyChecking yes`: only the key pinned at
+  launch is accepted, filed under the alias, so a relaunch with a new address is no "host key
+  changed" alarm and an unknown key is never trusted on first use.
+* `UpdateHostKeys no`: ssh must never rewrite the pinned file itself.
+* `IdentitiesOnly yes`: only the login key is offered (no agent keys, no ~/.ssh/id_*).
+* `ForwardAgent no` everywhere: nothing on the gateway can use your agent.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import re
+import stat
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from bastion.errors import UsageError
+
+CONFIG_DIR_NAME = "config.d"
+FILE_PREFIX = "bastion-"
+INCLUDE_GLOB = f"{FILE_PREFIX}*"
+BACKUP_SUFFIX = ".bastion-backup"
+APP_SSH_PORT = 22
+
+_ALIAS_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_PATTERN_RE = re.compile(r"^!?[A-Za-z0-9.:_*?\[\]-]+$")
+_USER_RE = re.compile(r"^[A-Za-z0-9._][A-Za-z0-9._-]{0,63}$")
+_INCLUDE_KEYWORD = re.compile(r"^\s*include(\s+|\s*=\s*)(?P<args>.*?)\s*$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class GatewayEntry:
+    """How the client reaches the gateway's forwarding-only login."""
+
+    alias: str
+    host: str
+    port: int
+    user: str
+    identity_file: Path
+    known_hosts: Path
+
+
+@dataclass(frozen=True)
+class AppHost:
+    """An app instance behind the gateway, as EC2 describes it."""
+
+    instance_id: str
+    name: str | None
+    address: str
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """Everything the generated client config says."""
+
+    gateway: GatewayEntry
+    app_hosts: tuple[AppHost, ...] = ()
+    patterns: tuple[str, ...] = ()
+    pattern_source: str = ""
+    app_user: str | None = None
+    app_identity: Path | None = None
+    app_known_hosts: Path | None = None
+
+
+@dataclass(frozen=True)
+class HostBlock:
+    """One app host's `Host` block: its aliases and address."""
+
+    aliases: tuple[str, ...]
+    address: str
+    instance_id: str
+
+
+@dataclass(frozen=True)
+class IncludeChange:
+    """What happened to `~/.ssh/config`."""
+
+    path: Path
+    added: bool
+    backup: Path | None
+
+
+def config_dir(home: Path) -> Path:
+    """Return the folder holding bastion's generated client configs."""
+    return home / ".ssh" / CONFIG_DIR_NAME
+
+
+def config_path(home: Path, name: str) -> Path:
+    """Return the generated client config of gateway `name`."""
+    return config_dir(home) / f"{FILE_PREFIX}{name}"
+
+
+def alias_for(name: str | None) -> str | None:
+    """Return a safe `Host` alias for an instance's Name tag, or None when nothing is left."""
+    if not name:
+        return None
+    alias = _ALIAS_UNSAFE.sub("-", name.strip()).strip("-.")
+    return alias[:64] or None
+
+
+def cidr_patterns(cidr: str) -> tuple[str, ...]:
+    """Return OpenSSH `Host` patterns matching exactly the IPv4 addresses of `cidr`."""
+    try:
+        network = ipaddress.ip_network(cidr, strict=False)
+    except ValueError as exc:
+        raise UsageError(f"{cidr!r} is not a CIDR block") from exc
+    if network.version != 4 or network.prefixlen < 8:
+        return ()
+    octets = str(network.network_address).split(".")
+    whole, rest = divmod(network.prefixlen, 8)
+    if whole == 4:
+        return (str(network.network_address),)
+    if rest == 0:
+        return (".".join([*octets[:whole], "*"]),)
+    # Patterns have no ranges: spell out each value of the partly fixed octet.
+    first = int(octets[whole])
+    values = [str(first + i) for i in range(2 ** (8 - rest))]
+    if whole == 3:
+        return tuple(".".join([*octets[:3], v]) for v in values)
+    return tuple(".".join([*octets[:whole], v, "*"]) for v in values)
+
+
+def validate_patterns(patterns: tuple[str, ...]) -> tuple[str, ...]:
+    """Return `patterns` if each is an OpenSSH host pattern, else raise a usage error."""
+    for pattern in patterns:
+        if not _PATTERN_RE.match(pattern) or pattern in ("*", "!*"):
+            raise UsageError(
+                f"--hosts {pattern!r} is not a host pattern for the app network; use e.g. "
+                "'10.0.*' or '*.internal' (letters, digits, . : _ - * ? only, not '*' alone)"
+            )
+    return patterns
+
+
+def validate_app_user(user: str | None) -> str | None:
+    """Return `user` if it can be a login name on the app hosts, else raise a usage error."""
+    if user is not None and not _USER_RE.match(user):
+        raise UsageError(f"--app-user {user!r} is not a user name; use e.g. ec2-user or ubuntu")
+    return user
+
+
+def host_blocks(config: ClientConfig) -> tuple[HostBlock, ...]:
+    """Name each app host by its Name tag (unless ambiguous) and always by its instance id."""
+    names = {h.instance_id: alias_for(h.name) for h in config.app_hosts}
+    counts = Counter(n for n in names.values() if n)
+    blocks = []
+    for host in sorted(
+        config.app_hosts, key=lambda h: (names[h.instance_id] or "~", h.instance_id)
+    ):
+        alias = names[host.instance_id]
+        usable = alias and counts[alias] == 1 and alias != config.gateway.alias
+        aliases = (alias, host.instance_id) if usable and alias else (host.instance_id,)
+        blocks.append(HostBlock(aliases, host.address, host.instance_id))
+    return tuple(blocks)
+
+
+def ambiguous_names(config: ClientConfig) -> tuple[str, ...]:
+    """Return Name tags shared by several app hosts (those are reachable by instance id only)."""
+    counts = Counter(alias_for(h.name) for h in config.app_hosts)
+    return tuple(sorted(n for n, c in counts.items() if n and c > 1))
+
+
+def render_client_config(config: ClientConfig) -> str:
+    """Render the OpenSSH client config: gateway block, app host blocks, app network pattern."""
+    gateway = config.gateway
+    lines = [
+        f"# OpenSSH client config for bastion gateway {gateway.alias}; generated by",
+        "# `bastion ssh-config` and kept current by `bastion up`. Edits here are overwritten.",
+        "",
+        "# The gateway: its forwarding-only login, pinned host key, nothing forwarded back.",
+        f"Host {gateway.alias}",
+        f"    HostName {_value(gateway.host, 'gateway address')}",
+        f"    Port {int(gateway.port)}",
+        f"    User {_value(gateway.user, 'login user')}",
+        f"    IdentityFile {_path(gateway.identity_file)}",
+        "    IdentitiesOnly yes",
+        f"    UserKnownHostsFile {_path(gateway.known_hosts)}",
+        "    GlobalKnownHostsFile /dev/null",
+        f"    HostKeyAlias {gateway.alias}",
+        "    HostKeyAlgorithms ssh-ed25519",
+        "    StrictHostKeyChecking yes",
+        "    UpdateHostKeys no",
+        "    ForwardAgent no",
+        "    ForwardX11 no",
+    ]
+    app_options = _app_options(config)
+    blocks = host_blocks(config)
+    if blocks:
+        lines += ["", "# App hosts (running in the app group), by Name tag and instance id."]
+    for block in blocks:
+        lines += [
+            "",
+            f"Host {' '.join(block.aliases)}",
+            f"    HostName {_value(block.address, 'app host address')}",
+            *app_options,
+        ]
+    if config.patterns:
+        source = f" ({config.pattern_source})" if config.pattern_source else ""
+        lines += [
+            "",
+            f"# Any other app host by its address{source}.",
+            f"Host {' '.join(config.patterns)}",
+            *app_options,
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _app_options(config: ClientConfig) -> list[str]:
+    options = [f"    ProxyJump {config.gateway.alias}"]
+    if config.app_user:
+        options.append(f"    User {_value(config.app_user, 'app user')}")
+    if config.app_identity:
+        options += [f"    IdentityFile {_path(config.app_identity)}", "    IdentitiesOnly yes"]
+    if config.app_known_hosts:
+        # App host keys cannot be pinned in advance; learn each once (over the pinned gateway)
+        # and refuse a changed one. Kept per gateway, away from the user's own known_hosts.
+        options += [
+            f"    UserKnownHostsFile {_path(config.app_known_hosts)}",
+            "    StrictHostKeyChecking accept-new",
+        ]
+    options.append("    ForwardAgent no")
+    return options
+
+
+def _value(text: str, what: str) -> str:
+    if not text or any(ch.isspace() or ch in "\"'#%\\" for ch in text):
+        raise UsageError(f"{what} {text!r} cannot go into an ssh config; it has blanks or quotes")
+    return text
+
+
+def _path(path: Path) -> str:
+    text = str(path)
+    if not path.is_absolute() or any(ch in text for ch in '"\n\r\t'):
+        raise UsageError(f"path {text!r} must be absolute, without quotes or control characters")
+    # Paths go through %-token expansion in ssh; quote them when they hold spaces.
+    text = text.replace("%", "%%")
+    return f'"{text}"' if " " in text else text
+
+
+# --- files ---------------------------------------------------------------------------------
+
+
+def write_if_changed(path: Path, text: str, mode: int = 0o600) -> bool:
+    """Replace `path` atomically with `text` unless it already says exactly that."""
+    data = text.encode()
+    try:
+        if path.read_bytes() == data:
+            return False
+    except FileNotFoundError:
+        pass
+    _ensure_dir(path.parent)
+    _atomic_write(path, data, mode)
+    return True
+
+
+def include_line(directory: Path) -> str:
+    """Return the one `Include` line that pulls every generated gateway config in."""
+    target = str(directory / INCLUDE_GLOB)
+    if any(ch in target for ch in '"\n\r'):
+        raise UsageError(f"{target!r} cannot be named in an Include line")
+    return f'Include "{target}"' if " " in target else f"Include {target}"
+
+
+def ensure_include(user_config: Path, directory: Path) -> IncludeChange:
+    """Put the Include line at the top of `user_config` once, keeping every other byte."""
+    line = include_line(directory)
+    target = user_config.resolve() if user_config.is_symlink() else user_config
+    try:
+        original = target.read_bytes()
+        status: os.stat_result | None = target.stat()
+    except FileNotFoundError:
+        original, status = b"", None
+    if _has_include(original, line):
+        return IncludeChange(user_config, False, None)
+    backup = None
+    mode = stat.S_IMODE(status.st_mode) if status else 0o600
+    if status is not None:
+        backup = target.with_name(target.name + BACKUP_SUFFIX)
+        _atomic_write(backup, original, mode, status)
+    else:
+        _ensure_dir(target.parent)
+    # At the top: an Include after a Host or Match line would only apply inside that block.
+    _atomic_write(target, f"{line}\n".encode() + original, mode, status)
+    return IncludeChange(user_config, True, backup)
+
+
+def _has_include(content: bytes, line: str) -> bool:
+    wanted = line.split(None, 1)[1].strip('"')
+    for raw in content.decode("utf-8", "replace").splitlines():
+        match = _INCLUDE_KEYWORD.match(raw)
+        if match and wanted in [a.strip('"') for a in match.group("args").split()]:
+            return True
+    return False
+
+
+def _ensure_dir(path: Path) -> None:
+    if not path.exists():
+        path.mkdir(mode=0o700, parents=True)
+
+
+def _atomic_write(path: Path, data: bytes, mode: int, like: os.stat_result | None = None) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode & 0o600)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        if like is not None and os.geteuid() == 0:
+            os.chown(tmp, like.st_uid, like.st_gid)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+# --- what `--write` remembers, so `up`, `rotate` and `burn` can rewrite the same file ---------
+
+
+@dataclass(frozen=True)
+class WrittenConfig:
+    """Where a config was written and with which options."""
+
+    path: Path
+    app_user: str | None = None
+    app_identity: str | None = None
+    hosts: tuple[str, ...] = ()
+    app_sg: str | None = None
+
+    def to_json(self) -> str:
+        """Serialize for the gateway folder."""
+        return (
+            json.dumps(
+                {
+                    "path": str(self.path),
+                    "app_user": self.app_user,
+                    "app_identity": self.app_identity,
+                    "hosts": list(self.hosts),
+                    "app_sg": self.app_sg,
+                },
+                indent=2,
+                sort_keys=True,
+            )
+            + "\n"
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> WrittenConfig:
+        """Read what `to_json` wrote."""
+        data = json.loads(text)
+        return cls(
+            path=Path(data["path"]),
+            app_user=data.get("app_user"),
+            app_identity=data.get("app_identity"),
+            hosts=tuple(data.get("hosts") or ()),
+            app_sg=data.get("app_sg"),
+        )

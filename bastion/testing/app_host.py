@@ -1,0 +1,191 @@
+"""Stand in for an app instance behind the gateway: a plain sshd on loopback with one user.
+
+Unlike the gateway stand-in, this is an ordinary SSH server: a normal user with a shell, one
+authorized key, its own Ed25519 host key. It exists so that tests and `scripts/demo` can run a
+command on an "app host" through the gateway with ProxyJump. It needs root (sshd switches to
+the user, which it creates when missing). From the shell:
+`python -m bastion.testing.app_host --port N --user app --authorized-key KEY.pub`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import FrameType, TracebackType
+
+from bastion.testing.local_gateway import (
+    DEFAULT_PARENT,
+    LOOPBACK,
+    PRIVSEP_DIR,
+    START_TIMEOUT,
+    LocalGatewayError,
+    _ensure_user,
+    _write,
+    free_port,
+    sshd_binary,
+)
+
+APP_USER = "bastion-app"
+
+
+class LocalAppHost:
+    """A real sshd on 127.0.0.1 admitting `user` (shell /bin/sh) with one public key."""
+
+    host = LOOPBACK
+
+    def __init__(self, authorized_key: str, user: str = APP_USER, port: int | None = None) -> None:
+        self.authorized_key = authorized_key.strip()
+        self.user = user
+        self.port = port if port is not None else free_port()
+        DEFAULT_PARENT.mkdir(mode=0o755, parents=True, exist_ok=True)
+        # Under /run, not /tmp: sshd's StrictModes refuses world-writable parents.
+        self.workdir = Path(tempfile.mkdtemp(prefix="app-", dir=DEFAULT_PARENT))
+        self.workdir.chmod(0o755)
+        self.host_key_path = self.workdir / "ssh_host_ed25519_key"
+        self.log_path = self.workdir / "sshd.log"
+        self.host_public_key = ""
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> LocalAppHost:
+        """Make a host key, write the config and start sshd."""
+        binary = sshd_binary()
+        if binary is None:
+            raise LocalGatewayError("/usr/sbin/sshd is missing; install openssh-server")
+        if os.geteuid() != 0:
+            raise LocalGatewayError("LocalAppHost needs root: sshd must switch to the app user")
+        _ensure_user(self.user, "/bin/sh")
+        PRIVSEP_DIR.mkdir(mode=0o755, exist_ok=True)
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.host_key_path)],
+            check=True,
+            capture_output=True,
+        )
+        self.host_public_key = " ".join(Path(f"{self.host_key_path}.pub").read_text().split()[:2])
+        keys_dir = self.workdir / "authorized_keys"
+        keys_dir.mkdir(mode=0o755)
+        _write(keys_dir / self.user, self.authorized_key + "\n", 0o644)
+        config = self.workdir / "sshd_config"
+        _write(
+            config,
+            "\n".join(
+                [
+                    f"Port {self.port}",
+                    f"ListenAddress {LOOPBACK}",
+                    f"HostKey {self.host_key_path}",
+                    f"PidFile {self.workdir / 'sshd.pid'}",
+                    f"AuthorizedKeysFile {keys_dir}/%u",
+                    "AuthenticationMethods publickey",
+                    "PasswordAuthentication no",
+                    "KbdInteractiveAuthentication no",
+                    # PAM for account handling: the user's password is locked ("!").
+                    "UsePAM yes",
+                    f"AllowUsers {self.user}",
+                    "LogLevel VERBOSE",
+                    "",
+                ]
+            ),
+            0o600,
+        )
+        command = [binary, "-f", str(config)]
+        check = subprocess.run([*command, "-t"], capture_output=True, text=True, check=False)
+        if check.returncode != 0:
+            raise LocalGatewayError(f"sshd -t rejects the app host config: {check.stderr.strip()}")
+        with self.log_path.open("ab") as log:
+            self._process = subprocess.Popen(
+                [*command, "-D", "-e"], stdin=subprocess.DEVNULL, stdout=log, stderr=log
+            )
+        self._wait_until_listening()
+        return self
+
+    def known_hosts_line(self) -> str:
+        """Return the known_hosts line for this host as ssh looks it up (`[127.0.0.1]:PORT`)."""
+        return f"[{self.host}]:{self.port} {self.host_public_key}\n"
+
+    def log_text(self) -> str:
+        """Return what sshd has logged so far."""
+        try:
+            return self.log_path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def stop(self) -> None:
+        """Stop sshd and remove its files."""
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=5)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> LocalAppHost:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _wait_until_listening(self) -> None:
+        import socket
+
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self._process is not None and self._process.poll() is not None:
+                tail = " | ".join(self.log_text().strip().splitlines()[-5:])
+                self.stop()
+                raise LocalGatewayError(f"app host sshd exited at start: {tail}")
+            try:
+                with socket.create_connection((self.host, self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise LocalGatewayError(f"app host sshd did not listen on {self.host}:{self.port}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run an app host stand-in in the foreground until SIGTERM or Ctrl-C."""
+    parser = argparse.ArgumentParser(prog="python -m bastion.testing.app_host")
+    parser.add_argument("--port", type=int, required=True, help="port on 127.0.0.1")
+    parser.add_argument("--user", default=APP_USER, help="login user (created if missing)")
+    parser.add_argument("--authorized-key", type=Path, required=True, help="public key file")
+    parser.add_argument("--known-hosts", type=Path, help="write its known_hosts line here")
+    args = parser.parse_args(argv)
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        host = LocalAppHost(args.authorized_key.read_text(), args.user, args.port).start()
+    except (OSError, LocalGatewayError, subprocess.CalledProcessError) as exc:
+        print(f"app host: {exc}", file=sys.stderr)
+        return 1
+    if args.known_hosts:
+        args.known_hosts.write_text(host.known_hosts_line())
+    print(f"app host listening on {host.host}:{host.port} as {host.user}", flush=True)
+    try:
+        while host._process is not None and host._process.poll() is None:
+            time.sleep(0.5)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        host.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

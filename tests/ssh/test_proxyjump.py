@@ -1,0 +1,253 @@
+"""The generated client config against the real OpenSSH client and two real sshd on loopback.
+
+The gateway is an sshd from the rendered user data (its custom port, its forwarding-only login);
+the "app host" is a plain sshd on another loopback port with a normal user. The app host block in
+the generated config carries the app host's real address, 127.0.0.1; its port (22 on AWS) is
+given on the command line, which applies to the final hop only, never to the jump.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from bastion.render import SshdParams
+from bastion.sshconfig import AppHost, ClientConfig, GatewayEntry, render_client_config
+from bastion.testing import LocalGateway
+from bastion.testing.app_host import LocalAppHost
+from tests.aws.conftest import FakeIp, FakeProbe, make_settings
+
+if TYPE_CHECKING:
+    from conftest import GatewayKeys
+
+ALIAS = "bastion-test"
+APP_USER = "bastion-app"
+
+
+@pytest.fixture(scope="module")
+def app_host(sshd: str, keys: GatewayKeys) -> Iterator[LocalAppHost]:
+    """Run the app host with the "stranger" key as the app user's key."""
+    with LocalAppHost(keys.stranger.public, user=APP_USER) as running:
+        yield running
+
+
+def generated_config(
+    directory: Path, gateway: LocalGateway, keys: GatewayKeys, pinned: str, app: LocalAppHost
+) -> Path:
+    """Pin `pinned` for the gateway (as localstate does) and write the generated config."""
+    known_hosts = directory / "known_hosts"
+    known_hosts.write_text(f"{ALIAS} {pinned}\n")
+    app_known_hosts = directory / "app_known_hosts"
+    app_known_hosts.write_text(app.known_hosts_line())
+    config = ClientConfig(
+        gateway=GatewayEntry(
+            alias=ALIAS,
+            host=gateway.host,
+            port=gateway.port,
+            user="bastion",
+            identity_file=keys.login.path,
+            known_hosts=known_hosts,
+        ),
+        app_hosts=(AppHost("i-0app", "app-1", app.host),),
+        patterns=("127.0.0.*",),
+        app_user=APP_USER,
+        app_identity=keys.stranger.path,
+        app_known_hosts=app_known_hosts,
+    )
+    path = directory / "bastion-test"
+    path.write_text(render_client_config(config))
+    return path
+
+
+def run_ssh(ssh: str, config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the real client with only `config`, no agent, no prompts."""
+    env = {k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"}
+    return subprocess.run(
+        [ssh, "-F", str(config), "-o", "BatchMode=yes", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        stdin=subprocess.DEVNULL,
+        check=False,
+        env={**env, "HOME": str(config.parent)},
+    )
+
+
+def resolved(ssh: str, config: Path, alias: str) -> dict[str, str]:
+    """Return what `ssh -G` resolves for `alias` (first word -> rest of the line)."""
+    result = run_ssh(ssh, config, "-G", alias)
+    assert result.returncode == 0, result.stderr
+    return dict(line.split(" ", 1) for line in result.stdout.splitlines() if " " in line)
+
+
+def test_ssh_g_resolves_the_gateway_and_app_hosts(
+    ssh_client: str,
+    gateway: LocalGateway,
+    keys: GatewayKeys,
+    app_host: LocalAppHost,
+    tmp_path: Path,
+) -> None:
+    config = generated_config(tmp_path, gateway, keys, keys.host.public, app_host)
+    jump = resolved(ssh_client, config, ALIAS)
+    assert (jump["hostname"], jump["port"], jump["user"]) == (
+        "127.0.0.1",
+        str(gateway.port),
+        "bastion",
+    )
+    assert jump["userknownhostsfile"] == str(tmp_path / "known_hosts")
+    assert jump["stricthostkeychecking"] == "true"
+    assert jump["hostkeyalias"] == ALIAS
+    assert jump["identitiesonly"] == "yes" and jump["forwardagent"] == "no"
+    assert "proxyjump" not in jump
+    for alias in ("app-1", "i-0app", "127.0.0.9"):
+        app = resolved(ssh_client, config, alias)
+        assert app["proxyjump"] == ALIAS
+        assert app["user"] == APP_USER and app["port"] == "22"
+        assert app["hostname"] == ("127.0.0.9" if alias == "127.0.0.9" else "127.0.0.1")
+        assert app["userknownhostsfile"] == str(tmp_path / "app_known_hosts")
+        assert app["stricthostkeychecking"] == "accept-new"
+        assert app["forwardagent"] == "no"
+
+
+def two_hop(ssh: str, config: Path, app: LocalAppHost, command: str) -> Any:
+    return run_ssh(
+        ssh, config, "-o", f"Port={app.port}", "-o", "StrictHostKeyChecking=yes", "app-1", command
+    )
+
+
+def test_two_hop_proxyjump_runs_a_command_on_the_app_host(
+    ssh_client: str,
+    gateway: LocalGateway,
+    keys: GatewayKeys,
+    app_host: LocalAppHost,
+    tmp_path: Path,
+) -> None:
+    config = generated_config(tmp_path, gateway, keys, keys.host.public, app_host)
+    result = two_hop(ssh_client, config, app_host, "echo hello-from-app; id -un")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["hello-from-app", APP_USER]
+    assert "Accepted publickey for bastion from 127.0.0.1" in gateway.log_text()
+
+
+def test_two_hop_fails_when_the_gateway_key_is_not_the_pinned_one(
+    ssh_client: str,
+    gateway: LocalGateway,
+    keys: GatewayKeys,
+    app_host: LocalAppHost,
+    tmp_path: Path,
+) -> None:
+    config = generated_config(tmp_path, gateway, keys, keys.admin.public, app_host)
+    before = app_host.log_text().count("Accepted publickey")
+    result = two_hop(ssh_client, config, app_host, "echo hello-from-app")
+    assert result.returncode == 255
+    assert "Host key verification failed" in result.stderr, result.stderr
+    assert "hello-from-app" not in result.stdout
+    assert app_host.log_text().count("Accepted publickey") == before
+
+
+def test_restricted_forwarding_lets_only_the_permitted_app_host_through(
+    ssh_client: str,
+    sshd: str,
+    user_data_for: Any,
+    keys: GatewayKeys,
+    app_host: LocalAppHost,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # This test is about sshd's PermitOpen, not EC2's 16 KB user-data limit (which the
+    # rendered user data nearly fills without PermitOpen at the moment).
+    monkeypatch.setattr("bastion.render.USER_DATA_LIMIT", 64 * 1024)
+    params = SshdParams(port=2222, permit_open=(f"127.0.0.1:{app_host.port}",))
+    with LocalGateway(user_data_for(keys, sshd=params)) as restricted:
+        config = generated_config(tmp_path, restricted, keys, keys.host.public, app_host)
+        allowed = two_hop(ssh_client, config, app_host, "echo through")
+        assert allowed.returncode == 0 and allowed.stdout.strip() == "through", allowed.stderr
+        # The gateway's own sshd is a target PermitOpen does not list.
+        refused = run_ssh(ssh_client, config, "-W", f"127.0.0.1:{restricted.port}", ALIAS)
+        assert refused.returncode != 0
+        assert "administratively prohibited" in refused.stderr, refused.stderr
+
+
+# --- `bastion up` relaunches a lost gateway: the written config works with no manual step ----
+
+
+def _boot(ec2: Any, instance_id: str, port: int) -> LocalGateway:
+    import base64
+
+    attribute = ec2.describe_instance_attribute(InstanceId=instance_id, Attribute="userData")
+    return LocalGateway(
+        base64.b64decode(attribute["UserData"]["Value"]).decode(), port=port
+    ).start()
+
+
+def test_written_config_follows_a_relaunch_with_a_new_host_key(
+    ssh_client: str, sshd: str, keys: GatewayKeys, app_host: LocalAppHost, tmp_path: Path
+) -> None:
+    import boto3
+    from moto import mock_aws
+
+    from bastion.access import SshConfigOptions, ssh_config
+    from bastion.clock import FakeClock
+    from bastion.gateway import Deps, up
+    from bastion.testing import free_port
+
+    port = free_port()
+    with mock_aws():
+        ec2 = boto3.client("ec2", region_name="us-east-1")
+        vpc = ec2.describe_vpcs()["Vpcs"][0]["VpcId"]
+        app_sg = ec2.create_security_group(GroupName="app", Description="app", VpcId=vpc)["GroupId"]
+        image = ec2.describe_images()["Images"][0]["ImageId"]
+        ec2.run_instances(
+            ImageId=image,
+            MinCount=1,
+            MaxCount=1,
+            SecurityGroupIds=[app_sg],
+            TagSpecifications=[
+                {"ResourceType": "instance", "Tags": [{"Key": "Name", "Value": "app-1"}]}
+            ],
+        )
+        deps = Deps(clock=FakeClock(), fetch=FakeIp(), probe=FakeProbe())
+        settings = make_settings(
+            app_sg=app_sg, reach=f"127.0.0.1:{port}", allow=("203.0.113.7/32",)
+        )
+        first = up(settings, deps)
+        first_id = first.status["instance"]["id"] if first.status else ""
+        home = Path(os.environ["HOME"])
+        written = ssh_config(
+            settings, deps, SshConfigOptions(APP_USER, keys.stranger.path), write=True
+        )
+        assert written.path == home / ".ssh" / "config.d" / "bastion-default"
+        user_config = home / ".ssh" / "config"
+        (tmp_path / "app_known_hosts").write_text(app_host.known_hosts_line())
+
+        def reach_app() -> subprocess.CompletedProcess[str]:
+            # moto's private IP is not routable here: only the final hop's address is overridden.
+            return run_ssh(
+                ssh_client, user_config,
+                "-o", "HostName=127.0.0.1", "-o", f"Port={app_host.port}",
+                "-o", f"UserKnownHostsFile={tmp_path / 'app_known_hosts'}",
+                "-o", "StrictHostKeyChecking=yes", "app-1", "echo via-written-config",
+            )  # fmt: skip
+
+        gateway = _boot(ec2, first_id, port)
+        try:
+            assert reach_app().stdout.strip() == "via-written-config"
+        finally:
+            gateway.stop()
+        ec2.terminate_instances(InstanceIds=[first_id])
+        second = up(settings, deps)
+        assert second.ssh_config == str(written.path)
+        second_id = second.status["instance"]["id"] if second.status else ""
+        assert second_id != first_id
+        gateway = _boot(ec2, second_id, port)
+        try:
+            result = reach_app()
+        finally:
+            gateway.stop()
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == "via-written-config"
