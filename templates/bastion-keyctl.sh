@@ -5,7 +5,12 @@
 #   list                          print the login user's authorized_keys lines
 #   add-login ssh-ed25519 KEY [COMMENT]   authorize another Ed25519 login key (idempotent)
 #   remove-login SHA256:FP        revoke a login key; the last key is never removed
-# Exit codes: 0 ok, 1 error, 2 bad request, 3 key not found, 8 would remove the last key.
+#   list-host-keys                print "active KEY" and, mid-rotation, "staged KEY"
+#   add-host-key ssh-ed25519 KEY  stage a new host key (its private half on stdin, never in the
+#                                 request) as the second HostKey file, then reload sshd
+#   activate-host-key SHA256:FP   swap the staged key into first place (sshd presents it), reload
+#   remove-host-key SHA256:FP     delete the staged key and reload; the active key is never removed
+# Exit codes: 0 ok, 1 error, 2 bad request, 3 key not found, 8 would remove the last/active key.
 set -eu
 umask 022
 PATH=/usr/sbin:/usr/bin:/sbin:/bin
@@ -15,6 +20,9 @@ export PATH
 keys_dir=${BASTION_KEYCTL_KEYS_DIR:-{{ authorized_keys_dir }}}
 keys_file="$keys_dir/{{ login_user }}"
 login_options='restrict,port-forwarding'
+host_key=${BASTION_KEYCTL_HOST_KEY:-{{ host_key_path }}}
+staged_key="$host_key.next"
+pid_file=${BASTION_KEYCTL_PID_FILE:-{{ pid_file }}}
 request=${1-${SSH_ORIGINAL_COMMAND-}}
 
 die() {
@@ -41,6 +49,52 @@ key_lines() {
     if [ -f "$keys_file" ]; then
         grep -v -e '^[[:space:]]*#' -e '^[[:space:]]*$' "$keys_file" || true
     fi
+}
+
+# Print "ssh-ed25519 BASE64" of a private key file (empty when it is missing or unreadable).
+public_of() {
+    [ -f "$1" ] || return 0
+    ssh-keygen -y -f "$1" 2>/dev/null | awk '{print $1" "$2}'
+}
+
+host_fingerprint_of() {
+    pub=$(public_of "$1")
+    [ -z "$pub" ] || fingerprint_of "$pub"
+}
+
+# Keep KEY.pub in step with the private key KEY (sshd and people read it).
+refresh_pub() {
+    if [ ! -f "$1" ]; then
+        rm -f "$1.pub"
+        return 0
+    fi
+    public_of "$1" >"$1.pub.tmp"
+    chmod 0644 "$1.pub.tmp"
+    mv -f "$1.pub.tmp" "$1.pub"
+}
+
+check_fingerprint() {
+    case $1 in SHA256:*) ;; *) die 2 "give the key's SHA256 fingerprint (ssh-keygen -lf KEY)" ;; esac
+    case ${1#SHA256:} in '' | *[!A-Za-z0-9+/=]*) die 2 "not a SHA256 fingerprint: $1" ;; esac
+}
+
+# Make sshd re-read its host keys: SIGHUP makes it re-execute itself, and it writes its pid file
+# again once it listens, so the next connection after this returns meets the new keys.
+reload_sshd() {
+    [ -f "$pid_file" ] || die 1 "sshd's pid file $pid_file is missing; cannot reload sshd"
+    pid=$(cat "$pid_file")
+    case $pid in '' | *[!0-9]*) die 1 "sshd's pid file $pid_file holds no pid" ;; esac
+    rm -f "$pid_file"
+    if ! kill -HUP "$pid"; then
+        printf '%s\n' "$pid" >"$pid_file"
+        die 1 "cannot signal sshd (pid $pid) to reload"
+    fi
+    tries=0
+    while [ ! -f "$pid_file" ]; do
+        tries=$((tries + 1))
+        [ "$tries" -le 100 ] || die 1 "sshd did not come back within 10s of the reload"
+        sleep 0.1
+    done
 }
 
 set -f
@@ -102,7 +156,68 @@ EOF
     printf '%s' "$kept" | replace_keys_file
     printf 'removed %s\n' "$target"
     ;;
+list-host-keys)
+    [ $# -eq 0 ] || die 2 "usage: list-host-keys"
+    active=$(public_of "$host_key")
+    staged=$(public_of "$staged_key")
+    [ -z "$active" ] || printf 'active %s\n' "$active"
+    [ -z "$staged" ] || printf 'staged %s\n' "$staged"
+    ;;
+add-host-key)
+    [ $# -eq 2 ] || die 2 "usage: add-host-key ssh-ed25519 BASE64 (the private key on stdin)"
+    [ "$1" = ssh-ed25519 ] || die 2 "only ssh-ed25519 host keys are accepted, not '$1'"
+    case $2 in '' | *[!A-Za-z0-9+/=]*) die 2 "the key is not base64" ;; esac
+    want="$1 $2"
+    new_fp=$(fingerprint_of "$want")
+    [ -n "$new_fp" ] || die 2 "ssh-keygen cannot read that key"
+    if [ "$(public_of "$host_key")" = "$want" ]; then
+        printf 'already active %s\n' "$new_fp"
+        exit 0
+    fi
+    if [ "$(public_of "$staged_key")" = "$want" ]; then
+        printf 'already staged %s\n' "$new_fp"
+        exit 0
+    fi
+    umask 077
+    tmp=$(mktemp "$(dirname "$host_key")/.bastion-host-key.XXXXXX")
+    trap 'rm -f "$tmp"' EXIT
+    head -c 16384 >"$tmp"
+    chmod 0600 "$tmp"
+    [ "$(public_of "$tmp")" = "$want" ] || die 2 "the private key sent on stdin is not the one of $new_fp"
+    mv -f "$tmp" "$staged_key"
+    trap - EXIT
+    umask 022
+    refresh_pub "$staged_key"
+    reload_sshd
+    printf 'staged %s\n' "$new_fp"
+    ;;
+activate-host-key)
+    [ $# -eq 1 ] || die 2 "usage: activate-host-key SHA256:FINGERPRINT"
+    check_fingerprint "$1"
+    if [ "$(host_fingerprint_of "$host_key")" = "$1" ]; then
+        printf 'already active %s\n' "$1"
+        exit 0
+    fi
+    [ "$(host_fingerprint_of "$staged_key")" = "$1" ] || die 3 "no staged host key with fingerprint $1"
+    # The first HostKey file always holds a valid key: copy the old one aside, then rename.
+    cp -p "$host_key" "$host_key.swap"
+    mv -f "$staged_key" "$host_key"
+    mv -f "$host_key.swap" "$staged_key"
+    refresh_pub "$host_key"
+    refresh_pub "$staged_key"
+    reload_sshd
+    printf 'activated %s\n' "$1"
+    ;;
+remove-host-key)
+    [ $# -eq 1 ] || die 2 "usage: remove-host-key SHA256:FINGERPRINT"
+    check_fingerprint "$1"
+    [ "$(host_fingerprint_of "$host_key")" != "$1" ] || die 8 "refusing to remove the active host key; activate its replacement first"
+    [ "$(host_fingerprint_of "$staged_key")" = "$1" ] || die 3 "no staged host key with fingerprint $1"
+    rm -f "$staged_key" "$staged_key.pub"
+    reload_sshd
+    printf 'removed %s\n' "$1"
+    ;;
 *)
-    die 2 "unknown request '${verb}'; use list, add-login or remove-login"
+    die 2 "unknown request '${verb}'; use list, add-login, remove-login, list-host-keys, add-host-key, activate-host-key or remove-host-key"
     ;;
 esac

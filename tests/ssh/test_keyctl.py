@@ -137,3 +137,49 @@ def test_login_key_cannot_use_the_admin_channel(
 ) -> None:
     with pytest.raises(SshError, match="refused login key"):
         run_keyctl(endpoint, "bastion-admin", keys.login.path, keys.host.public, "list")
+
+
+def test_host_key_verbs_stage_activate_and_remove_over_the_admin_channel(
+    sshd: str, ssh_keygen: str, keys: GatewayKeys, user_data_for: Callable[..., str], tmp_path: Path
+) -> None:
+    """Stage a host key (private half on stdin), switch sshd to it, remove the old one."""
+    from conftest import make_key_pair
+
+    from bastion.errors import HostKeyMismatchError
+
+    new = make_key_pair(tmp_path, "new-host")
+    old_body = " ".join(keys.host.public.split()[:2])
+    new_body = " ".join(new.public.split()[:2])
+    old_fp = public_key_fingerprint(keys.host.public)
+    new_fp = public_key_fingerprint(new.public)
+    with LocalGateway(user_data_for(keys), install_keyctl=True) as gateway:
+        endpoint = Endpoint(gateway.host, gateway.port)
+
+        def admin(command: str, pinned: str = keys.host.public, stdin: str | None = None) -> str:
+            return run_keyctl(
+                endpoint, "bastion-admin", keys.admin.path, pinned, command, stdin_data=stdin
+            )
+
+        assert admin("list-host-keys") == f"active {old_body}\n"
+        with pytest.raises(SshError, match="not the one"):
+            admin(f"add-host-key {new_body}", stdin=keys.stranger.private_pem)
+        with pytest.raises(SshError, match="not the one"):
+            admin(f"add-host-key {new_body}")  # no private half at all
+        assert admin("list-host-keys") == f"active {old_body}\n"
+
+        assert "staged" in admin(f"add-host-key {new_body}", stdin=new.private_pem)
+        assert admin("list-host-keys") == f"active {old_body}\nstaged {new_body}\n"
+        verify_login(endpoint, "bastion", keys.login.path, keys.host.public)  # still the old
+        with pytest.raises(SshError, match="active host key"):
+            admin(f"remove-host-key {old_fp}")
+
+        admin(f"activate-host-key {new_fp}")
+        verify_login(endpoint, "bastion", keys.login.path, new.public)
+        with pytest.raises(HostKeyMismatchError):
+            verify_login(endpoint, "bastion", keys.login.path, keys.host.public)
+        assert admin("list-host-keys", new.public) == f"active {new_body}\nstaged {old_body}\n"
+
+        admin(f"remove-host-key {old_fp}", new.public)
+        assert admin("list-host-keys", new.public) == f"active {new_body}\n"
+        with pytest.raises(SshError, match="no staged host key"):
+            admin(f"remove-host-key {old_fp}", new.public)

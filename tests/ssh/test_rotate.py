@@ -195,6 +195,29 @@ def test_a_crash_before_any_step_never_locks_out_and_a_rerun_finishes(
     assert world.can_log_in_with(world.folder / "login_ed25519")
 
 
+def test_a_connection_dropped_before_the_proof_leaves_the_old_key_working(world: World) -> None:
+    old_fp = load_key(world.folder / "login_ed25519").fingerprint
+
+    def drop(action: Action) -> None:
+        if action.kind == "verify_next_login":
+            raise SshError("connection to the gateway reset by peer")
+
+    world.deps.before_each = drop
+    with pytest.raises(SshError, match="reset by peer"):
+        rotate_login(world.settings, world.deps)
+    world.deps.before_each = None
+
+    new_fp = load_key(world.folder / "login_ed25519.next").fingerprint
+    assert sorted(world.gateway_fingerprints()) == sorted([old_fp, new_fp])
+    assert world.can_log_in_with(world.folder / "login_ed25519")  # the old key, meanwhile
+
+    rotate_login(world.settings, world.deps)
+
+    assert load_key(world.folder / "login_ed25519").fingerprint == new_fp
+    assert world.gateway_fingerprints() == [new_fp]
+    assert not (world.folder / "login_ed25519.next").exists()
+
+
 def test_a_new_key_the_server_refuses_is_rolled_back(world: World) -> None:
     old_fp = load_key(world.folder / "login_ed25519").fingerprint
     pairs = world.key_pairs()
