@@ -1,0 +1,297 @@
+"""`bastion audit` against moto layouts built to the seed's table, good and broken each way."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+
+from bastion import allow as use
+from bastion.audit import AuditOptions, audit
+from bastion.clock import FakeClock
+from bastion.gateway import Deps, up
+from tests.aws.conftest import CallCounter, make_settings
+
+
+@dataclass
+class Seed:
+    """The seed's layout: sg-elb -> sg-app 80/443, gateway -> sg-app 22, sg-app -> sg-rds 3306."""
+
+    ec2: Any
+    deps: Deps
+    elb: str
+    app: str
+    rds: str
+    gateway_group: str
+    instance_id: str
+    vpc_id: str
+
+    def options(self) -> AuditOptions:
+        return AuditOptions(app_sg="sg-app", db_sg="sg-rds", elb_sg="sg-elb")
+
+    def checks(self) -> set[str]:
+        return {f.check for f in audit(make_settings(), self.deps, self.options()).findings}
+
+    def ingress(self, group_id: str, port: int, source: str, description: str = "") -> None:
+        permission: dict[str, Any] = {"IpProtocol": "tcp", "FromPort": port, "ToPort": port}
+        if source.startswith("sg-"):
+            permission["UserIdGroupPairs"] = [{"GroupId": source, "Description": description}]
+        elif ":" in source:
+            permission["Ipv6Ranges"] = [{"CidrIpv6": source, "Description": description}]
+        else:
+            permission["IpRanges"] = [{"CidrIp": source, "Description": description}]
+        self.ec2.authorize_security_group_ingress(GroupId=group_id, IpPermissions=[permission])
+
+    def key_created(self) -> datetime:
+        return self.ec2.describe_key_pairs()["KeyPairs"][0]["CreateTime"]  # type: ignore[no-any-return]
+
+    def launch_other_gateway(self, **extra: Any) -> str:
+        image = self.ec2.describe_images()["Images"][0]["ImageId"]
+        reply = self.ec2.run_instances(
+            ImageId=image,
+            MinCount=1,
+            MaxCount=1,
+            MetadataOptions={"HttpTokens": "required"},
+            TagSpecifications=[
+                {
+                    "ResourceType": "instance",
+                    "Tags": [
+                        {"Key": "bastion:role", "Value": "gateway"},
+                        {"Key": "bastion:name", "Value": "legacy"},
+                    ],
+                }
+            ],
+            **extra,
+        )
+        return str(reply["Instances"][0]["InstanceId"])
+
+
+@pytest.fixture
+def seed(deps: Deps, ec2_client: Any, app_sg: str) -> Seed:
+    result = up(make_settings(app_sg=app_sg), deps)
+    assert result.status is not None
+    vpc = ec2_client.describe_security_groups(GroupIds=[app_sg])["SecurityGroups"][0]["VpcId"]
+    elb = ec2_client.describe_security_groups(GroupNames=["sg-elb"])["SecurityGroups"][0]
+    rds = ec2_client.create_security_group(GroupName="sg-rds", Description="rds", VpcId=vpc)
+    layout = Seed(
+        ec2_client,
+        deps,
+        elb["GroupId"],
+        app_sg,
+        rds["GroupId"],
+        result.status["security_group"],
+        result.status["instance"]["id"],
+        vpc,
+    )
+    layout.ingress(layout.rds, 3306, app_sg)
+    clock = deps.clock
+    assert isinstance(clock, FakeClock)
+    clock.current = layout.key_created() + timedelta(days=1)
+    return layout
+
+
+def test_the_seeds_good_layout_passes_every_check(seed: Seed) -> None:
+    result = audit(make_settings(), seed.deps, seed.options())
+    assert [f.to_dict() for f in result.findings] == []
+    assert result.failures == []
+
+
+def test_without_role_flags_the_app_group_is_found_from_the_gateway(seed: Seed) -> None:
+    seed.ingress(seed.app, 22, "198.51.100.7/32")
+    result = audit(make_settings(), seed.deps, AuditOptions())
+    assert {f.check for f in result.findings} == {"app-ssh-source"}
+
+
+def _advance(seed: Seed, delta: timedelta) -> None:
+    clock = seed.deps.clock
+    assert isinstance(clock, FakeClock)
+    clock.current += delta
+
+
+Breakage = Callable[[Seed], None]
+
+BROKEN: list[tuple[str, Breakage, set[str]]] = [
+    (
+        "ssh from the world on the app group",
+        lambda s: s.ingress(s.app, 22, "0.0.0.0/0"),
+        {"world-open-ssh", "app-ssh-source"},
+    ),
+    (
+        "gateway port from ::/0 on some group",
+        lambda s: s.ingress(s.elb, 62222, "::/0"),
+        {"world-open-ssh"},
+    ),
+    (
+        "app ssh from an address",
+        lambda s: s.ingress(s.app, 22, "198.51.100.7/32"),
+        {"app-ssh-source"},
+    ),
+    ("app ssh from a network", lambda s: s.ingress(s.app, 22, "10.0.0.0/8"), {"app-ssh-source"}),
+    ("app ssh from another group", lambda s: s.ingress(s.app, 22, s.elb), {"app-ssh-source"}),
+    ("db from a network", lambda s: s.ingress(s.rds, 3306, "10.0.0.0/16"), {"db-source"}),
+    ("postgres from the elb", lambda s: s.ingress(s.rds, 5432, s.elb), {"db-source"}),
+    ("web from the world", lambda s: s.ingress(s.app, 443, "0.0.0.0/0"), {"app-web-source"}),
+    ("web from the gateway", lambda s: s.ingress(s.app, 80, s.gateway_group), {"app-web-source"}),
+    (
+        "IMDSv1 allowed",
+        lambda s: s.ec2.modify_instance_metadata_options(
+            InstanceId=s.instance_id, HttpTokens="optional"
+        ),
+        {"imdsv2-not-required"},
+    ),
+    (
+        "unencrypted volume",
+        lambda s: s.launch_other_gateway(
+            BlockDeviceMappings=[
+                {"DeviceName": "/dev/xvda", "Ebs": {"VolumeSize": 8, "Encrypted": False}}
+            ]
+        ),
+        {"volume-unencrypted"},
+    ),
+    (
+        "old login key",
+        lambda s: _advance(s, timedelta(days=91)),
+        {"login-key-old"},
+    ),
+    (
+        "expired allow rule",
+        lambda s: (
+            use.allow(make_settings(), s.deps, "192.0.2.0/24", duration="1h", label="office"),
+            _advance(s, timedelta(hours=2)),
+        ),
+        {"allow-expired"},
+    ),
+    (
+        "incident left open",
+        lambda s: s.ec2.create_tags(
+            Resources=[s.instance_id],
+            Tags=[
+                {"Key": "bastion:incident", "Value": "inc-20260101T031500Z-ab12"},
+                {"Key": "bastion:incident-state", "Value": "open"},
+            ],
+        ),
+        {"incident-open"},
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("breakage", "expected"), [(b, e) for _, b, e in BROKEN], ids=[n for n, _, _ in BROKEN]
+)
+def test_each_breakage_is_found_and_fails_the_audit(
+    seed: Seed, breakage: Breakage, expected: set[str]
+) -> None:
+    breakage(seed)
+    result = audit(make_settings(), seed.deps, seed.options())
+    assert {f.check for f in result.findings} == expected
+    assert result.failures
+
+
+def test_a_gateway_with_an_instance_profile_fails(seed: Seed) -> None:
+    import boto3
+
+    boto3.client("iam", region_name="us-east-1").create_instance_profile(
+        InstanceProfileName="too-much"
+    )
+    seed.launch_other_gateway(
+        IamInstanceProfile={"Name": "too-much"},
+        BlockDeviceMappings=[
+            {"DeviceName": "/dev/xvda", "Ebs": {"VolumeSize": 8, "Encrypted": True}}
+        ],
+    )
+    assert seed.checks() == {"instance-profile"}
+
+
+def _stale_generation(seed: Seed) -> str:
+    """A gateway group of generation 0 that sg-app still admits (bastion's own rule)."""
+    old = seed.ec2.create_security_group(
+        GroupName="bastion-default-gw-0",
+        Description="old",
+        VpcId=seed.vpc_id,
+        TagSpecifications=[
+            {
+                "ResourceType": "security-group",
+                "Tags": [
+                    {"Key": "bastion:name", "Value": "default"},
+                    {"Key": "bastion:role", "Value": "gateway-group"},
+                    {"Key": "bastion:generation", "Value": "0"},
+                ],
+            }
+        ],
+    )["GroupId"]
+    seed.ingress(seed.app, 22, old, "bastion:gateway default gen 0")
+    return str(old)
+
+
+def test_a_stale_generation_admitted_by_the_app_group_is_found(seed: Seed) -> None:
+    _stale_generation(seed)
+    findings = audit(make_settings(), seed.deps, seed.options()).findings
+    assert {(f.check, f.severity) for f in findings} == {
+        ("app-ssh-source", "fail"),
+        ("stale-gateway-group", "warn"),
+    }
+    assert "old gateway generation" in findings[0].message
+
+
+def test_fix_repairs_only_what_bastion_owns_rules_before_groups(
+    seed: Seed, counter: CallCounter
+) -> None:
+    old = _stale_generation(seed)
+    seed.ingress(seed.app, 22, "198.51.100.7/32", "added by hand")
+    seed.ec2.modify_instance_metadata_options(InstanceId=seed.instance_id, HttpTokens="optional")
+    use.allow(make_settings(), seed.deps, "192.0.2.0/24", duration="1h", label="office")
+    _advance(seed, timedelta(hours=2))
+    counter.reset()
+
+    result = audit(make_settings(), seed.deps, seed.options(), fix=True)
+
+    assert counter.mutating_sequence == [
+        "RevokeSecurityGroupIngress",
+        "RevokeSecurityGroupIngress",
+        "ModifyInstanceMetadataOptions",
+        "DeleteSecurityGroup",
+    ]
+    assert {f.check for f in result.fixed} == {
+        "app-ssh-source",
+        "stale-gateway-group",
+        "imdsv2-not-required",
+        "allow-expired",
+    }
+    # Only the hand-made rule is left, untouched and still failing.
+    assert [(f.check, f.action) for f in result.findings] == [("app-ssh-source", None)]
+    app = seed.ec2.describe_security_groups(GroupIds=[seed.app])["SecurityGroups"][0]
+    sources = [r["CidrIp"] for p in app["IpPermissions"] for r in p.get("IpRanges", [])]
+    assert sources == ["198.51.100.7/32"]
+    assert not seed.ec2.describe_security_groups(Filters=[{"Name": "group-id", "Values": [old]}])[
+        "SecurityGroups"
+    ]
+
+
+def test_fix_never_revokes_a_world_open_rule_it_did_not_make(
+    seed: Seed, counter: CallCounter
+) -> None:
+    seed.ingress(seed.elb, 22, "0.0.0.0/0")
+    counter.reset()
+    result = audit(make_settings(), seed.deps, seed.options(), fix=True)
+    assert counter.mutating == {}
+    assert [f.check for f in result.failures] == ["world-open-ssh"]
+    assert "not made by bastion" in result.failures[0].fix
+
+
+def test_fix_dry_run_shows_the_repairs_and_makes_none(seed: Seed, counter: CallCounter) -> None:
+    _stale_generation(seed)
+    counter.reset()
+    result = audit(make_settings(), seed.deps, seed.options(), fix=True, dry_run=True)
+    assert [a.kind for a in result.plan.actions] == ["revoke_rule", "delete_group"]
+    assert counter.mutating == {}
+    assert result.applied == []
+
+
+def test_the_audit_reads_the_region_in_a_few_calls(seed: Seed, counter: CallCounter) -> None:
+    counter.reset()
+    audit(make_settings(), seed.deps, seed.options())
+    assert sum(counter.calls.values()) <= 6
+    assert counter.mutating == {}
