@@ -1,0 +1,78 @@
+"""No private key material in output, -vv logs, journals or reports; private files private."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from bastion.errors import ExitStatus
+from bastion.gateway import Deps
+from tests.aws.conftest import CallCounter
+from tests.cli.conftest import invoke
+
+SECRET_MARK = "PRIVATE KEY"
+KEY_FILES = {"login_ed25519", "admin_ed25519"}
+
+
+def test_up_and_burn_at_debug_level_never_print_or_journal_a_private_key(
+    runner: CliRunner, deps: Deps, app_sg: str, isolated_environment: Path
+) -> None:
+    outputs = []
+    for args in (
+        ["-vv", "up", "--app-sg", app_sg, "--allow", "203.0.113.7/32"],
+        ["-vv", "burn", "--app-sg", app_sg, "--reason", "test"],
+        ["-vv", "status", "--json"],
+    ):
+        result = invoke(runner, deps, *args)
+        assert result.exit_code == 0, result.stderr
+        outputs.append(result.stdout + result.stderr)
+    assert any("DEBUG" in o for o in outputs), "-vv logged nothing: the check would prove nothing"
+    for output in outputs:
+        assert SECRET_MARK not in output
+    data = isolated_environment / ".local" / "share" / "bastion"
+    files = [p for p in data.rglob("*") if p.is_file()]
+    records = [p for p in files if p.suffix in {".jsonl", ".json", ".md"}]
+    assert any(p.name == "report.md" for p in records) and any(
+        p.name == "journal.jsonl" for p in records
+    )
+    for record in records:
+        assert SECRET_MARK not in record.read_text(), record
+    keys = [p for p in files if SECRET_MARK in p.read_text(errors="replace")]
+    assert {p.name for p in keys} <= KEY_FILES | {p.name for p in keys if "relaunch" in p.parts}
+    for path in keys:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    gateway = data / "us-east-1" / "default"
+    assert stat.S_IMODE(gateway.stat().st_mode) == 0o700
+
+
+def test_every_folder_under_the_gateway_folder_is_0700(
+    runner: CliRunner, deps: Deps, app_sg: str, isolated_environment: Path
+) -> None:
+    assert (
+        invoke(runner, deps, "up", "--app-sg", app_sg, "--allow", "203.0.113.7/32").exit_code == 0
+    )
+    assert invoke(runner, deps, "burn", "--app-sg", app_sg, "--reason", "t").exit_code == 0
+    gateway = isolated_environment / ".local" / "share" / "bastion" / "us-east-1" / "default"
+    loose = [
+        f"{p} {stat.S_IMODE(p.stat().st_mode):o}"
+        for p in [gateway, *gateway.rglob("*")]
+        if p.is_dir() and stat.S_IMODE(p.stat().st_mode) != 0o700
+    ]
+    assert not loose, loose
+
+
+def test_a_login_key_open_to_others_is_refused_with_a_chmod_hint(
+    runner: CliRunner, deps: Deps, counter: CallCounter, isolated_environment: Path
+) -> None:
+    folder = isolated_environment / ".local" / "share" / "bastion" / "us-east-1" / "default"
+    assert invoke(runner, deps, "up", "--allow", "203.0.113.7/32").exit_code == 0
+    key = folder / "login_ed25519"
+    key.chmod(0o644)
+    counter.reset()
+    result = invoke(runner, deps, "up", "--allow", "203.0.113.7/32")
+    assert result.exit_code == ExitStatus.ERROR, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("bastion: error:")]
+    assert len(errors) == 1 and f"chmod 600 {key}" in errors[0], result.stderr
+    assert counter.mutating == {}
