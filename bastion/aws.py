@@ -6,6 +6,7 @@ Each method is one AWS conversation with no policy in it; planners decide, this 
 from __future__ import annotations
 
 import base64
+import functools
 import logging
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -97,9 +98,12 @@ def translated(doing: str) -> Iterator[None]:
         PartialCredentialsError,
         ProfileNotFound,
     )
+    from botocore.parsers import ResponseParserError
 
     try:
         yield
+    except ResponseParserError as exc:
+        raise AwsError(f"{doing}: the endpoint sent an unreadable answer; retry shortly") from exc
     except ClientError as exc:
         error = exc.response.get("Error", {})
         code = error.get("Code", "Unknown")
@@ -184,6 +188,71 @@ def _tag_spec(resource: str, tags: Mapping[str, str]) -> dict[str, Any]:
     return {"ResourceType": resource, "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}
 
 
+def _assemble_groups(
+    groups: Sequence[Mapping[str, Any]], rules: Sequence[Mapping[str, Any]]
+) -> list[SecurityGroup]:
+    """Join groups and their rules (as DescribeSecurityGroupRules returns them)."""
+    by_group: dict[str, tuple[list[IngressRule], list[IngressRule]]] = {
+        g["GroupId"]: ([], []) for g in groups
+    }
+    # moto leaves out the description of group-reference rules in DescribeSecurityGroupRules;
+    # the group's own IpPermissions carry it, so fill it in from there.
+    pair_notes: dict[tuple[str, bool, str, int, int, str], str] = {}
+    for g in groups:
+        for egress, key in ((False, "IpPermissions"), (True, "IpPermissionsEgress")):
+            for p in g.get(key, []):
+                for pair in p.get("UserIdGroupPairs", []):
+                    if pair.get("Description"):
+                        pair_notes[
+                            (
+                                g["GroupId"],
+                                egress,
+                                str(p.get("IpProtocol", "")),
+                                int(p.get("FromPort", -1)),
+                                int(p.get("ToPort", -1)),
+                                str(pair.get("GroupId", "")),
+                            )
+                        ] = str(pair["Description"])
+    for r in rules:
+        if r["GroupId"] not in by_group:
+            continue
+        referenced = (r.get("ReferencedGroupInfo") or {}).get("GroupId")
+        description = r.get("Description", "") or ""
+        if referenced and not description:
+            description = pair_notes.get(
+                (
+                    r["GroupId"],
+                    bool(r.get("IsEgress")),
+                    str(r.get("IpProtocol", "")),
+                    int(r.get("FromPort", -1)),
+                    int(r.get("ToPort", -1)),
+                    referenced,
+                ),
+                "",
+            )
+        rule = IngressRule(
+            rule_id=r["SecurityGroupRuleId"],
+            protocol=str(r.get("IpProtocol", "")),
+            from_port=int(r.get("FromPort", -1)),
+            to_port=int(r.get("ToPort", -1)),
+            cidr=r.get("CidrIpv4") or r.get("CidrIpv6"),
+            source_group=referenced,
+            description=description,
+        )
+        by_group[r["GroupId"]][1 if r.get("IsEgress") else 0].append(rule)
+    return [
+        SecurityGroup(
+            group_id=g["GroupId"],
+            name=g["GroupName"],
+            vpc_id=g.get("VpcId", ""),
+            tags=_tags(g.get("Tags")),
+            ingress=tuple(by_group[g["GroupId"]][0]),
+            egress=tuple(by_group[g["GroupId"]][1]),
+        )
+        for g in groups
+    ]
+
+
 class Ec2:
     """EC2 and SSM for one account and region."""
 
@@ -193,9 +262,40 @@ class Ec2:
         config = Config(retries={"mode": "standard", "max_attempts": 8}, connect_timeout=10)
         with translated("creating AWS clients"):
             self.ec2: EC2Client = session.client("ec2", config=config)
-            self.ssm: SSMClient = session.client("ssm", config=config)
-            self._sts = session.client("sts", config=config)
+        self._session, self._config = session, config
         self.region: str = session.region_name or ""
+
+    @functools.cached_property
+    def ssm(self) -> SSMClient:
+        """Return the SSM client, made on first use (only image lookups need it)."""
+        with translated("creating the SSM client"):
+            return self._session.client("ssm", config=self._config)
+
+    @functools.cached_property
+    def _sts(self) -> Any:
+        with translated("creating the STS client"):
+            return self._session.client("sts", config=self._config)
+
+    def call_log(self) -> list[dict[str, str]]:
+        """Start recording every EC2 call (operation and AWS request id); return the live list."""
+        collected: list[dict[str, str]] = []
+
+        def record(parsed: Any = None, model: Any = None, **_: Any) -> None:
+            entry = {"operation": getattr(model, "name", "?")}
+            if isinstance(parsed, dict):
+                entry["request_id"] = str(parsed.get("ResponseMetadata", {}).get("RequestId", ""))
+                if parsed.get("Error"):
+                    entry["error"] = str(parsed["Error"].get("Code", "error"))
+            collected.append(entry)
+
+        def record_error(exception: Any = None, model: Any = None, **_: Any) -> None:
+            if exception is not None:
+                error = type(exception).__name__
+                collected.append({"operation": getattr(model, "name", "?"), "error": error})
+
+        self.ec2.meta.events.register("after-call.ec2.*", record)
+        self.ec2.meta.events.register("after-call-error.ec2.*", record_error)
+        return collected
 
     def on_call(self, handler: Callable[..., Any]) -> None:
         """Register `handler(model=...)` before each EC2 call, e.g. to count calls."""
@@ -270,31 +370,7 @@ class Ec2:
         rules = self.ec2.describe_security_group_rules(
             Filters=[{"Name": "group-id", "Values": ids}]
         )["SecurityGroupRules"]
-        by_group: dict[str, tuple[list[IngressRule], list[IngressRule]]] = {
-            i: ([], []) for i in ids
-        }
-        for r in rules:
-            rule = IngressRule(
-                rule_id=r["SecurityGroupRuleId"],
-                protocol=str(r.get("IpProtocol", "")),
-                from_port=int(r.get("FromPort", -1)),
-                to_port=int(r.get("ToPort", -1)),
-                cidr=r.get("CidrIpv4") or r.get("CidrIpv6"),
-                source_group=(r.get("ReferencedGroupInfo") or {}).get("GroupId"),
-                description=r.get("Description", "") or "",
-            )
-            by_group[r["GroupId"]][1 if r.get("IsEgress") else 0].append(rule)
-        return [
-            SecurityGroup(
-                group_id=g["GroupId"],
-                name=g["GroupName"],
-                vpc_id=g.get("VpcId", ""),
-                tags=_tags(g.get("Tags")),
-                ingress=tuple(by_group[g["GroupId"]][0]),
-                egress=tuple(by_group[g["GroupId"]][1]),
-            )
-            for g in groups
-        ]
+        return _assemble_groups(groups, rules)
 
     def find_gateway_groups(self, name: str) -> list[SecurityGroup]:
         """Return every gateway group tagged for gateway `name`, with rules."""
@@ -374,6 +450,84 @@ class Ec2:
                     GroupId=group_id, SecurityGroupRuleIds=list(rule_ids)
                 )
 
+    def set_rule_description(self, group_id: str, rule: IngressRule, description: str) -> None:
+        """Rewrite one ingress rule's description in place (no gap in access)."""
+        request: dict[str, Any] = {
+            "IpProtocol": rule.protocol,
+            "FromPort": rule.from_port,
+            "ToPort": rule.to_port,
+            "Description": description,
+        }
+        if rule.cidr:
+            request["CidrIpv6" if ":" in rule.cidr else "CidrIpv4"] = rule.cidr
+        elif rule.source_group:
+            request["ReferencedGroupId"] = rule.source_group
+        with translated(f"updating rule {rule.rule_id} of {group_id}"):
+            self.ec2.modify_security_group_rules(
+                GroupId=group_id,
+                SecurityGroupRules=[
+                    {"SecurityGroupRuleId": rule.rule_id, "SecurityGroupRule": request}  # type: ignore[typeddict-item]
+                ],
+            )
+
+    # --- account-wide reads (audit) ----------------------------------------------------------
+
+    def all_groups(self) -> list[SecurityGroup]:
+        """Return every security group of the region with its rules (two paginated reads)."""
+        with translated("listing security groups"):
+            groups = [
+                g
+                for page in self.ec2.get_paginator("describe_security_groups").paginate()
+                for g in page["SecurityGroups"]
+            ]
+            rules = [
+                r
+                for page in self.ec2.get_paginator("describe_security_group_rules").paginate()
+                for r in page["SecurityGroupRules"]
+            ]
+        return _assemble_groups(groups, rules)
+
+    def all_gateway_instances(self) -> list[InstanceInfo]:
+        """Return every live instance tagged as a bastion gateway, of any name."""
+        with translated("listing gateway instances"):
+            return self._instances(
+                Filters=[
+                    {"Name": f"tag:{TAG_ROLE}", "Values": ["gateway"]},
+                    {"Name": "instance-state-name", "Values": list(LIVE_STATES)},
+                ]
+            )
+
+    def volume_encryption(self, volume_ids: Sequence[str]) -> dict[str, bool]:
+        """Return whether each volume is encrypted."""
+        if not volume_ids:
+            return {}
+        with translated("describing gateway volumes"):
+            found = self.ec2.describe_volumes(VolumeIds=list(volume_ids))["Volumes"]
+        return {v["VolumeId"]: bool(v.get("Encrypted")) for v in found}
+
+    def all_login_key_pairs(self) -> list[KeyPairInfo]:
+        """Return every bastion login key pair in the region, of any gateway."""
+        with translated("listing key pairs"):
+            found = self.ec2.describe_key_pairs(
+                Filters=[{"Name": f"tag:{TAG_ROLE}", "Values": ["login-key"]}]
+            )["KeyPairs"]
+        return [
+            KeyPairInfo(
+                name=k["KeyName"],
+                key_pair_id=k.get("KeyPairId", ""),
+                fingerprint=_tags(k.get("Tags")).get("bastion:key-fingerprint", ""),
+                created_at=k.get("CreateTime"),
+            )
+            for k in found
+        ]
+
+    def require_imdsv2(self, instance_id: str) -> None:
+        """Make the instance's metadata service answer only session (IMDSv2) requests."""
+        with translated(f"requiring IMDSv2 on {instance_id}"):
+            self.ec2.modify_instance_metadata_options(
+                InstanceId=instance_id, HttpTokens="required", HttpEndpoint="enabled"
+            )
+
     # --- images and instances --------------------------------------------------------------
 
     def resolve_image(self, parameter: str | None, image_id: str | None) -> Image:
@@ -411,6 +565,16 @@ class Ec2:
                 ]
             )
 
+    def running_in_group(self, group_id: str) -> list[InstanceInfo]:
+        """Return the running instances in security group `group_id` (filtered by EC2)."""
+        with translated(f"listing running instances in {group_id}"):
+            return self._instances(
+                Filters=[
+                    {"Name": "instance.group-id", "Values": [group_id]},
+                    {"Name": "instance-state-name", "Values": ["running"]},
+                ]
+            )
+
     def instance(self, instance_id: str) -> InstanceInfo:
         """Describe one instance."""
         with translated(f"describing instance {instance_id}"):
@@ -438,6 +602,16 @@ class Ec2:
                             launch_time=i.get("LaunchTime"),
                             security_group_ids=_instance_groups(i),
                             tags=_tags(i.get("Tags")),
+                            interface_ids=tuple(
+                                n["NetworkInterfaceId"] for n in i.get("NetworkInterfaces", [])
+                            ),
+                            volume_ids=tuple(
+                                m["Ebs"]["VolumeId"]
+                                for m in i.get("BlockDeviceMappings", [])
+                                if "Ebs" in m
+                            ),
+                            metadata_http_tokens=(i.get("MetadataOptions") or {}).get("HttpTokens"),
+                            instance_profile_arn=(i.get("IamInstanceProfile") or {}).get("Arn"),
                         )
                     )
         return result
@@ -503,6 +677,11 @@ class Ec2:
                 Resources=[resource_id], Tags=[{"Key": k, "Value": v} for k, v in tags.items()]
             )
 
+    def untag(self, resource_id: str, keys: Sequence[str]) -> None:
+        """Remove tags (by key) from a resource."""
+        with translated(f"untagging {resource_id}"):
+            self.ec2.delete_tags(Resources=[resource_id], Tags=[{"Key": k} for k in keys])
+
     def start_instance(self, instance_id: str) -> None:
         """Start a stopped instance."""
         with translated(f"starting {instance_id}"):
@@ -537,3 +716,145 @@ class Ec2:
             )["SecurityGroups"]
         others = [g["GroupId"] for g in found if g["GroupId"] not in group_ids]
         return others[0] if others else None
+
+    # --- incident response -----------------------------------------------------------------
+
+    def groups_admitting(
+        self, group_ids: Sequence[str], cidrs: Sequence[str] = ()
+    ) -> list[tuple[str, list[IngressRule]]]:
+        """Return each other group with the ingress rules that admit `group_ids` or `cidrs`."""
+        result: dict[str, list[IngressRule]] = {}
+        with translated("looking for groups that trust the gateway"):
+            searches = [("ip-permission.group-id", list(group_ids))]
+            if cidrs:
+                searches.append(("ip-permission.cidr", list(cidrs)))
+            for filter_name, values in searches:
+                for group in self._groups(Filters=[{"Name": filter_name, "Values": values}]):
+                    if group.group_id in group_ids:
+                        continue
+                    rules = [
+                        r
+                        for r in group.ingress
+                        if r.source_group in group_ids or (r.cidr is not None and r.cidr in cidrs)
+                    ]
+                    if rules:
+                        known = result.setdefault(group.group_id, [])
+                        known.extend(r for r in rules if r not in known)
+        return list(result.items())
+
+    def vpc_network_acls(self, vpc_id: str) -> list[tuple[str, list[dict[str, Any]]]]:
+        """Return every network ACL of a VPC with its entries (one call)."""
+        with translated(f"reading the network ACLs of {vpc_id}"):
+            acls = self.ec2.describe_network_acls(Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])[
+                "NetworkAcls"
+            ]
+        return [(a["NetworkAclId"], [dict(e) for e in a.get("Entries", [])]) for a in acls]
+
+    def add_acl_deny(self, acl_id: str, number: int, egress: bool, cidr: str) -> None:
+        """Add a deny entry for all traffic to or from `cidr`."""
+        with translated(f"adding deny rule {number} to {acl_id}"):
+            self.ec2.create_network_acl_entry(
+                NetworkAclId=acl_id,
+                RuleNumber=number,
+                Protocol="-1",
+                RuleAction="deny",
+                Egress=egress,
+                CidrBlock=cidr,
+            )
+
+    def delete_acl_entry(self, acl_id: str, number: int, egress: bool) -> None:
+        """Remove one ACL entry."""
+        with translated(f"removing rule {number} from {acl_id}"):
+            self.ec2.delete_network_acl_entry(NetworkAclId=acl_id, RuleNumber=number, Egress=egress)
+
+    def set_interface_groups(self, interface_id: str, group_ids: Sequence[str]) -> None:
+        """Replace the security groups of one network interface."""
+        with translated(f"changing the groups of {interface_id}"):
+            self.ec2.modify_network_interface_attribute(
+                NetworkInterfaceId=interface_id, Groups=list(group_ids)
+            )
+
+    def find_group_by_name(self, group_name: str, vpc_id: str) -> str | None:
+        """Return the id of the group named `group_name` in `vpc_id`, if it exists."""
+        with translated(f"looking up group {group_name}"):
+            found = self.ec2.describe_security_groups(
+                Filters=[
+                    {"Name": "group-name", "Values": [group_name]},
+                    {"Name": "vpc-id", "Values": [vpc_id]},
+                ]
+            )["SecurityGroups"]
+        return found[0]["GroupId"] if found else None
+
+    def addresses(self, instance_id: str) -> list[dict[str, str]]:
+        """Return the Elastic IPs associated with an instance."""
+        with translated(f"listing Elastic IPs of {instance_id}"):
+            found = self.ec2.describe_addresses(
+                Filters=[{"Name": "instance-id", "Values": [instance_id]}]
+            )["Addresses"]
+        return [{k: str(v) for k, v in a.items() if isinstance(v, str)} for a in found]
+
+    def disassociate_address(self, association_id: str) -> None:
+        """Detach an Elastic IP, keeping its allocation."""
+        with translated(f"detaching Elastic IP {association_id}"):
+            self.ec2.disassociate_address(AssociationId=association_id)
+
+    def associate_address(self, allocation_id: str, instance_id: str) -> None:
+        """Attach a kept Elastic IP to an instance."""
+        with translated(f"attaching Elastic IP {allocation_id} to {instance_id}"):
+            self.ec2.associate_address(AllocationId=allocation_id, InstanceId=instance_id)
+
+    def set_termination_protection(self, instance_id: str, enabled: bool) -> None:
+        """Turn termination protection on or off."""
+        with translated(f"setting termination protection of {instance_id}"):
+            self.ec2.modify_instance_attribute(
+                InstanceId=instance_id, DisableApiTermination={"Value": enabled}
+            )
+
+    def set_shutdown_stops(self, instance_id: str) -> None:
+        """Make a shutdown from inside the instance stop it rather than terminate it."""
+        with translated(f"setting shutdown behaviour of {instance_id}"):
+            self.ec2.modify_instance_attribute(
+                InstanceId=instance_id, InstanceInitiatedShutdownBehavior={"Value": "stop"}
+            )
+
+    def snapshots(self, tag_key: str, tag_value: str) -> list[dict[str, str]]:
+        """Return snapshots carrying a tag, as {SnapshotId, VolumeId}."""
+        with translated("listing incident snapshots"):
+            found = self.ec2.describe_snapshots(
+                OwnerIds=["self"], Filters=[{"Name": f"tag:{tag_key}", "Values": [tag_value]}]
+            )["Snapshots"]
+        return [{"SnapshotId": s["SnapshotId"], "VolumeId": s.get("VolumeId", "")} for s in found]
+
+    def snapshot(self, volume_id: str, description: str, tags: Mapping[str, str]) -> str:
+        """Snapshot a volume and return the snapshot id."""
+        with translated(f"snapshotting {volume_id}"):
+            reply = self.ec2.create_snapshot(
+                VolumeId=volume_id,
+                Description=description[:255],
+                TagSpecifications=[_tag_spec("snapshot", tags)],  # type: ignore[list-item]
+            )
+        return str(reply["SnapshotId"])
+
+    def console_output(self, instance_id: str) -> str:
+        """Return the instance's console output (EC2 keeps only the last 64 KB)."""
+        with translated(f"reading console output of {instance_id}"):
+            raw = self.ec2.get_console_output(InstanceId=instance_id, Latest=True).get("Output", "")
+        try:
+            return base64.b64decode(raw, validate=True).decode("utf-8", "replace")
+        except ValueError:
+            return str(raw)  # moto returns it undecoded
+
+    def console_screenshot(self, instance_id: str) -> bytes | None:
+        """Return a JPEG of the console, or None where the API does not offer one."""
+        try:
+            with translated(f"taking a console screenshot of {instance_id}"):
+                data = self.ec2.get_console_screenshot(InstanceId=instance_id).get("ImageData", "")
+        except (AwsError, NotFoundError, NotImplementedError) as exc:
+            log.info("no console screenshot: %s", exc)
+            return None
+        return base64.b64decode(data) if data else None
+
+    def stop_instance(self, instance_id: str) -> None:
+        """Stop an instance."""
+        with translated(f"stopping {instance_id}"):
+            self.ec2.stop_instances(InstanceIds=[instance_id])

@@ -20,12 +20,14 @@ class ExitStatus(IntEnum):
     TIMEOUT = 6
     AWS = 7
     CONFLICT = 8
+    AUDIT_FAILED = 9
 
 
 EXIT_CODE_HELP = (
     "Exit codes: 0 ok, 1 error, 2 bad usage or input, 3 not found, "
     "4 AWS credentials or permission, 5 SSH or host-key verification, 6 timeout, "
-    "7 AWS service error (limits, throttling after retries), 8 conflict with existing state."
+    "7 AWS service error (limits, throttling after retries), 8 conflict with existing state, "
+    "9 `bastion audit` found a failure."
 )
 
 
@@ -83,6 +85,12 @@ class ConflictError(BastionError):
     """Existing state disagrees with the request in a way that needs a decision."""
 
     exit_status = ExitStatus.CONFLICT
+
+
+class AuditFailed(BastionError):
+    """`bastion audit` found at least one failing check (the findings are on stdout)."""
+
+    exit_status = ExitStatus.AUDIT_FAILED
 
 
 class CallerIpError(BastionError):

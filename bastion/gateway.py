@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -10,6 +11,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from bastion import keys
+from bastion.allow import is_expired, rule_view, without_expired
 from bastion.apply import QuietReporter, Reporter, apply_plan, json_line, wait_until
 from bastion.aws import Ec2, make_session
 from bastion.callerip import Fetch, detect_caller_cidr, https_fetch, is_world_open, normalize_cidr
@@ -24,10 +26,12 @@ from bastion.errors import (
 from bastion.inventory import observe
 from bastion.localstate import GatewayFiles
 from bastion.model import (
+    TAG_ADMIN_KEY_CREATED_AT,
     TAG_ADMIN_KEY_FINGERPRINT,
     TAG_CREATED_AT,
     TAG_CREATED_BY,
     TAG_GENERATION,
+    TAG_HOST_KEY_CREATED_AT,
     TAG_HOST_KEY_FINGERPRINT,
     TAG_IMAGE,
     TAG_KEY_FINGERPRINT,
@@ -61,7 +65,14 @@ class GatewayProbe(Protocol):
     ) -> str: ...
 
     def keyctl(
-        self, host: str, port: int, user: str, key_path: str, pinned_host_key: str, command: str
+        self,
+        host: str,
+        port: int,
+        user: str,
+        key_path: str,
+        pinned_host_key: str,
+        command: str,
+        stdin: str | None = None,
     ) -> str: ...
 
 
@@ -85,14 +96,23 @@ class OpenSshProbe:
         return verify_login(Endpoint(host, port), user, Path(key_path), pinned_host_key)
 
     def keyctl(
-        self, host: str, port: int, user: str, key_path: str, pinned_host_key: str, command: str
+        self,
+        host: str,
+        port: int,
+        user: str,
+        key_path: str,
+        pinned_host_key: str,
+        command: str,
+        stdin: str | None = None,
     ) -> str:
-        """Run one request over the key-management channel and return its output."""
+        """Run one request over the key-management channel (secrets on stdin only)."""
         from pathlib import Path
 
         from bastion.ssh import Endpoint, run_keyctl
 
-        return run_keyctl(Endpoint(host, port), user, Path(key_path), pinned_host_key, command)
+        return run_keyctl(
+            Endpoint(host, port), user, Path(key_path), pinned_host_key, command, stdin_data=stdin
+        )
 
 
 @dataclass
@@ -106,6 +126,7 @@ class Deps:
     reporter: Reporter = field(default_factory=QuietReporter)
     on_ec2: Callable[[Ec2], None] | None = None
     before_each: Callable[[Action], None] | None = None
+    execvp: Callable[[str, list[str]], Any] = os.execvp  # `bastion ssh` replaces the process
 
     def ec2(self, settings: Settings) -> Ec2:
         """Connect to EC2 for the configured profile and region."""
@@ -199,15 +220,24 @@ class UpResult:
     plan: Plan
     applied: list[Action]
     status: dict[str, Any] | None
+    ssh_config: str | None = None  # the written client config, when `up` refreshed it
 
 
-def up(settings: Settings, deps: Deps, dry_run: bool = False) -> UpResult:
+def up(
+    settings: Settings,
+    deps: Deps,
+    dry_run: bool = False,
+    generation_floor: int = 1,
+    ctx: Context | None = None,
+) -> UpResult:
     """Create or converge a gateway; a second run with nothing changed changes nothing."""
     cidrs = allowed_cidrs(settings, deps)
-    ctx = open_context(settings, deps)
+    ctx = ctx or open_context(settings, deps)
     ec2 = ctx.ec2
     subnet = ec2.subnet(settings.subnet)
     observed = observe(ec2, settings.name, settings.app_sg, subnet.vpc_id)
+    # Expired allow rules go first, and the planner never sees them (see bastion.allow).
+    observed, prune = without_expired(observed, deps.clock.now())
     instance = observed.instance
     if instance and instance.subnet_id and instance.subnet_id != subnet.subnet_id:
         subnet = ec2.subnet(instance.subnet_id)
@@ -232,9 +262,19 @@ def up(settings: Settings, deps: Deps, dry_run: bool = False) -> UpResult:
         admin_user=settings.admin_user,
         operator=ctx.operator,
     )
+    permit_open: tuple[str, ...] = ()
+    if settings.restrict_forwarding:
+        from bastion.access import permit_open_targets, stale_permit_open
+
+        app_group_id = observed.app_group.group_id if observed.app_group else None
+        permit_open = permit_open_targets(ec2, app_group_id)
+        stale = stale_permit_open(ec2, instance, permit_open) if instance else None
+        if stale:
+            deps.reporter.warn(stale)
     now = deps.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ")
     network = Network(subnet.subnet_id, subnet.vpc_id, subnet.vpc_cidr)
-    plan = plan_up(spec, observed, local, network, now)
+    plan = plan_up(spec, observed, local, network, now, generation_floor)
+    plan = Plan(plan.command, plan.name, prune.actions + plan.actions, plan.warnings)
     if not settings.verify:
         plan = Plan(
             plan.command,
@@ -247,10 +287,26 @@ def up(settings: Settings, deps: Deps, dry_run: bool = False) -> UpResult:
     if dry_run:
         return UpResult(plan, [], None)
     handlers = UpHandlers(ctx, deps, spec, observed, network, now)
+    handlers.permit_open = permit_open
     outcome = apply_plan(
         plan, handlers.table(), deps.reporter, _journal(ctx.files), before_each=deps.before_each
     )
-    return UpResult(plan, outcome.done, status(settings, deps, ctx=ctx, cidr_hint=cidrs))
+    refreshed = _refresh_ssh_config(ctx, deps)
+    return UpResult(plan, outcome.done, status(settings, deps, ctx=ctx, cidr_hint=cidrs), refreshed)
+
+
+def _refresh_ssh_config(ctx: Context, deps: Deps) -> str | None:
+    """Keep a config written by `bastion ssh-config --write` current (address, keys)."""
+    from bastion.access import refresh_ssh_config
+
+    try:
+        refreshed = refresh_ssh_config(ctx, deps.reporter)
+    except BastionError as exc:
+        deps.reporter.warn(
+            f"could not update the ssh config: {exc.message}; rerun `bastion ssh-config --write`"
+        )
+        return None
+    return str(refreshed.path) if refreshed else None
 
 
 def _journal(files: GatewayFiles) -> Callable[[dict[str, Any]], None]:
@@ -291,6 +347,9 @@ class UpHandlers:
         self.group_id = observed.group.group_id if observed.group else None
         self.instance = observed.instance
         self.key_name = observed.key_pair.name if observed.key_pair else None
+        self.permit_open: tuple[str, ...] = ()
+        # Set by `rotate --relaunch`: the new generation launches as a standby (see inventory).
+        self.extra_tags: dict[str, str] = {}
 
     def table(self) -> dict[str, Callable[[Action, dict[str, Any]], None]]:
         """Map action kinds to handlers."""
@@ -304,6 +363,7 @@ class UpHandlers:
             "authorize_ingress": self.authorize,
             "revoke_egress": self.revoke,
             "revoke_ingress": self.revoke,
+            "prune_ingress": self.revoke,
             "launch_instance": self.launch_instance,
             "start_instance": self.start_instance,
             "wait_running": self.wait_running,
@@ -387,6 +447,7 @@ class UpHandlers:
                     port=self.spec.port,
                     login_user=settings.login_user,
                     admin_user=settings.admin_user,
+                    permit_open=self.permit_open,
                 ),
                 image_family=image_family(settings.image),
                 host_private_key=host.private_openssh,
@@ -406,6 +467,7 @@ class UpHandlers:
                 TAG_HOST_KEY_FINGERPRINT: host.fingerprint,
                 TAG_LOGIN_USER: settings.login_user,
                 TAG_IMAGE: settings.image,
+                **self.extra_tags,
             }
         )
         self.instance = ec2.run_instance(
@@ -498,9 +560,15 @@ def status(
     instance = observed.instance
     group = observed.group
     allowed = [
-        {"cidr": r.cidr, "port": r.from_port, "label": r.label, "description": r.description}
+        {**rule_view(r, now, ctx.operator), "description": r.description}
         for r in (group.ingress if group else ())
     ]
+    expired = [a["cidr"] for a in allowed if a["expired"]]
+    if expired:
+        drift.append(
+            f"expired rule(s) still present ({', '.join(map(str, expired))}); they no longer "
+            "count as access: run `bastion allow --prune`"
+        )
     if not observed.exists:
         drift.append("gateway does not exist; run `bastion up`")
     elif instance is None:
@@ -517,6 +585,7 @@ def status(
             r.cidr
             and r.from_port <= (port or 0) <= r.to_port
             and address in ipaddress.ip_network(r.cidr)
+            and not is_expired(r, now)
             for r in group.ingress
         )
         if not caller_allowed:
@@ -526,6 +595,12 @@ def status(
         drift.append("EC2 key pair and local login key differ; run `bastion rotate`")
     if ctx.files.next_login_key.exists():
         drift.append("a login-key rotation is half done; run `bastion rotate` to finish it")
+    if ctx.files.next_host_key_pub.exists():
+        drift.append(
+            "a host-key rotation is half done; run `bastion rotate --host-key` to finish it"
+        )
+    if observed.standby or observed.retiring or ctx.files.relaunch_dir.exists():
+        drift.append("a relaunch is half done; run `bastion rotate --relaunch` to finish it")
     if observed.exists and local.login_fingerprint is None:
         drift.append("the login key is not on this machine")
     app = observed.app_group
@@ -545,6 +620,12 @@ def status(
             drift.append(f"{app.group_id} does not admit SSH from the gateway; run `bastion up`")
     for stale in observed.stale_groups:
         drift.append(f"leftover group {stale.group_id} ({stale.name}) from another generation")
+
+    from bastion.burn import past_incidents
+
+    for incident in past_incidents(ctx.files.incidents):
+        if incident["state"] != "closed":
+            drift.append(f"incident {incident['id']} is not finished; run `bastion burn`")
 
     def age(when: datetime | None) -> float | None:
         return round((now - when).total_seconds() / 86400, 1) if when else None
@@ -576,9 +657,16 @@ def status(
         else (instance.tags.get(TAG_HOST_KEY_FINGERPRINT) if instance else None),
         "key_created_at": instance.tags.get(TAG_CREATED_AT) if instance else None,
         "login_key_age_days": age(key.created_at) if key else None,
+        "host_key_age_days": age(_tag_time(instance, TAG_HOST_KEY_CREATED_AT))
+        if instance
+        else None,
+        "admin_key_age_days": age(_tag_time(instance, TAG_ADMIN_KEY_CREATED_AT))
+        if instance
+        else None,
         "app_group": app.group_id if app else None,
         "app_ssh_sources": app_sources,
         "local_folder": str(ctx.files.root),
+        "incidents": past_incidents(ctx.files.incidents),
         "drift": drift,
     }
 
@@ -627,6 +715,11 @@ def down(settings: Settings, deps: Deps, dry_run: bool = False) -> DownResult:
         ec2.delete_key_pair(action.params["key_name"])
 
     def delete_local(action: Action, results: dict[str, Any]) -> None:
+        from bastion.access import forget_ssh_config
+
+        forgotten = forget_ssh_config(ctx)
+        if forgotten is not None:
+            deps.reporter.step(f"removed the ssh config {forgotten}")
         ctx.files.remove()
 
     handlers: Mapping[str, Callable[[Action, dict[str, Any]], None]] = {
@@ -641,6 +734,19 @@ def down(settings: Settings, deps: Deps, dry_run: bool = False) -> DownResult:
         plan, dict(handlers), deps.reporter, _journal(ctx.files), before_each=deps.before_each
     )
     return DownResult(plan, outcome.done)
+
+
+def _tag_time(instance: InstanceInfo, tag: str) -> datetime | None:
+    """Return when a key was made: its tag (set by rotations), else the instance's launch."""
+    from datetime import UTC
+
+    stamp = instance.tags.get(tag)
+    if stamp:
+        try:
+            return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        except ValueError:
+            pass
+    return instance.launch_time
 
 
 def _no_local() -> Any:

@@ -4,15 +4,32 @@ from __future__ import annotations
 
 from bastion.aws import Ec2
 from bastion.errors import ConflictError
-from bastion.model import TAG_GENERATION, ObservedGateway, SecurityGroup
+from bastion.model import (
+    TAG_GENERATION,
+    TAG_INCIDENT,
+    TAG_RETIRING,
+    TAG_STANDBY,
+    ObservedGateway,
+    SecurityGroup,
+)
 
 
 def observe(ec2: Ec2, name: str, app_sg: str | None, vpc_id: str | None = None) -> ObservedGateway:
     """Describe everything AWS holds for gateway `name` (a handful of calls, no scanning)."""
     key_pairs = ec2.find_key_pairs(name)
     groups = ec2.find_gateway_groups(name)
-    instances = ec2.find_instances(name)
-    if len(instances) > 1:
+    # An instance kept for forensics after `burn --keep-instance` is evidence, not the gateway.
+    found = [i for i in ec2.find_instances(name) if TAG_INCIDENT not in i.tags]
+    # Mid-relaunch (blue/green) the new generation is a standby and, once promoted, the old one
+    # is retiring; the gateway is the one instance that is neither (or the retiring one while
+    # the standby is not promoted yet).
+    standby = [i for i in found if TAG_STANDBY in i.tags]
+    retiring = [i for i in found if TAG_STANDBY not in i.tags and TAG_RETIRING in i.tags]
+    instances = [i for i in found if TAG_STANDBY not in i.tags and TAG_RETIRING not in i.tags]
+    if not instances and retiring:
+        instances, retiring = retiring[:1], retiring[1:]
+    if len(instances) > 1 or len(standby) > 1:
+        instances = instances + standby[1:]
         ids = ", ".join(i.instance_id for i in instances)
         raise ConflictError(
             f"gateway {name!r} has {len(instances)} live instances ({ids}); "
@@ -36,6 +53,8 @@ def observe(ec2: Ec2, name: str, app_sg: str | None, vpc_id: str | None = None) 
         app_group=app_group,
         stale_groups=stale + tuple(current[1:]),
         other_key_pairs=tuple(k for k in key_pairs if k != key_pair),
+        standby=standby[0] if standby else None,
+        retiring=tuple(retiring),
     )
 
 

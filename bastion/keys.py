@@ -74,9 +74,13 @@ def ensure_private_dir(path: Path) -> Path:
     if path.exists():
         check_private(path)
         return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    os.mkdir(path, PRIVATE_DIR_MODE)
-    os.chmod(path, PRIVATE_DIR_MODE)  # umask may have narrowed nothing but may widen nothing either
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    for folder in reversed(missing):  # every folder bastion creates is its owner's alone
+        try:
+            os.mkdir(folder, PRIVATE_DIR_MODE)
+        except FileExistsError:
+            continue  # made meanwhile by a concurrent run
+        os.chmod(folder, PRIVATE_DIR_MODE)
     return path
 
 

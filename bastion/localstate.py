@@ -29,6 +29,16 @@ class GatewayFiles:
         return self.root / "login_ed25519.next"
 
     @property
+    def next_host_key_pub(self) -> Path:
+        """Return the host key being rotated in (public half; present only mid-rotation)."""
+        return self.root / "host_ed25519.next.pub"
+
+    @property
+    def relaunch_dir(self) -> Path:
+        """Return the folder of the next generation's keys while `rotate --relaunch` runs."""
+        return self.root / "relaunch"
+
+    @property
     def admin_key(self) -> Path:
         """Return the key-management private key (forced command only)."""
         return self.root / "admin_ed25519"
@@ -47,6 +57,11 @@ class GatewayFiles:
     def journal(self) -> Path:
         """Return the append-only log of applied actions."""
         return self.root / "journal.jsonl"
+
+    @property
+    def incidents(self) -> Path:
+        """Return the folder of incident records, which outlives keys, `burn` and `down`."""
+        return self.root / "incidents"
 
     @property
     def alias(self) -> str:
@@ -86,7 +101,18 @@ class GatewayFiles:
         ):
             path.unlink(missing_ok=True)
 
-    def remove(self) -> None:
-        """Delete the folder and everything in it."""
-        if self.root.exists():
+    def remove(self, keep: tuple[str, ...] = ()) -> None:
+        """Delete the keys, pins and journal; incident records (evidence) and `keep` stay."""
+        if not self.root.exists():
+            return
+        kept = {self.incidents.name, *keep}
+        if not any((self.root / name).exists() for name in kept):
             shutil.rmtree(self.root)
+            return
+        for path in self.root.iterdir():
+            if path.name in kept:
+                continue
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()

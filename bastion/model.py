@@ -19,6 +19,14 @@ TAG_LOGIN_USER = "bastion:login-user"
 TAG_CREATED_BY = "bastion:created-by"
 TAG_CREATED_AT = "bastion:created-at"
 TAG_IMAGE = "bastion:image"
+TAG_INCIDENT = "bastion:incident"
+TAG_INCIDENT_STATE = "bastion:incident-state"
+# Blue/green (`rotate --relaunch`): the new generation is a standby until promoted; the old one
+# is retiring from then until it is terminated. Neither is "the" gateway while so tagged.
+TAG_STANDBY = "bastion:standby"
+TAG_RETIRING = "bastion:retiring"
+TAG_HOST_KEY_CREATED_AT = "bastion:host-key-created-at"
+TAG_ADMIN_KEY_CREATED_AT = "bastion:admin-key-created-at"
 
 ROLE_KEY_PAIR = "login-key"
 ROLE_GATEWAY_GROUP = "gateway-group"
@@ -111,6 +119,10 @@ class InstanceInfo:
     launch_time: datetime | None
     security_group_ids: tuple[str, ...]
     tags: dict[str, str] = field(default_factory=dict)
+    interface_ids: tuple[str, ...] = ()
+    volume_ids: tuple[str, ...] = ()
+    metadata_http_tokens: str | None = None
+    instance_profile_arn: str | None = None
 
     @property
     def generation(self) -> int:
@@ -135,6 +147,8 @@ class ObservedGateway:
     app_group: SecurityGroup | None
     stale_groups: tuple[SecurityGroup, ...] = ()
     other_key_pairs: tuple[KeyPairInfo, ...] = ()
+    standby: InstanceInfo | None = None
+    retiring: tuple[InstanceInfo, ...] = ()
 
     @property
     def exists(self) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -43,10 +44,24 @@ def group_name(name: str, generation: int) -> str:
     return f"bastion-{name}-gw-{generation}"
 
 
-def rule_description(label: str, operator: str, when: str) -> str:
-    """Describe an owned rule: who added it and when, readable in the console."""
+_NOT_IN_DESCRIPTIONS = re.compile(r"[^a-zA-Z0-9. _\-:/()#,@\[\]+=&;{}!$*]")
+
+
+def rule_owner(operator: str) -> str:
+    """Return the owner recorded on a rule: the caller ARN's last part, in AWS's charset."""
     who = operator.rsplit("/", 1)[-1].rsplit(":", 1)[-1] or "unknown"
-    return f"{RULE_PREFIX}:{label} by {who} at {when}"[:255]
+    return _NOT_IN_DESCRIPTIONS.sub("_", who).replace(" ", "_")
+
+
+def rule_description(label: str, operator: str, when: str, until: str | None = None) -> str:
+    """Describe an owned rule: label, who added it, when, and (if any) when it expires.
+
+    `bastion:LABEL by WHO at WHEN[ until EXPIRY]`; within 255 characters, the owner is what
+    gets shortened, so the expiry is never cut off.
+    """
+    head = f"{RULE_PREFIX}:{label} by "
+    tail = f" at {when}" + (f" until {until}" if until else "")
+    return head + rule_owner(operator)[: max(1, 255 - len(head) - len(tail))] + tail
 
 
 def ssh_permission(port: int, cidr: str, description: str) -> dict[str, object]:
@@ -95,6 +110,12 @@ def _egress_matches(rule: IngressRule, permission: dict[str, object]) -> bool:
     return bool(rule.cidr == cidr)
 
 
+def _owner_of(rule: IngressRule) -> str | None:
+    """Return who added an owned rule (`bastion:LABEL by WHO ...`), if it says."""
+    words = rule.description.split()
+    return words[2] if len(words) > 2 and words[1] == "by" else None
+
+
 def _owned_port_rules(group: SecurityGroup, label: str) -> list[IngressRule]:
     return [r for r in group.ingress if r.label == label and r.cidr]
 
@@ -105,6 +126,7 @@ def plan_up(
     local: LocalKeys,
     network: Network,
     when: str,
+    generation_floor: int = 1,
 ) -> Plan:
     """Plan the calls that bring gateway `spec.name` in line with `spec`."""
     actions: list[Action] = []
@@ -150,11 +172,9 @@ def plan_up(
     generation = (
         instance.generation
         if instance
-        else (
-            max(
-                (int(g.tags.get("bastion:generation", "1")) for g in _all_groups(observed)),
-                default=1,
-            )
+        else max(
+            [int(g.tags.get("bastion:generation", "1")) for g in _all_groups(observed)]
+            + [generation_floor]
         )
     )
     group = observed.group
@@ -199,8 +219,11 @@ def plan_up(
                 )
             )
 
-    existing = _owned_port_rules(group, LABEL_ME) if group else []
-    keep = {r.cidr for r in existing if r.from_port == spec.port == r.to_port}
+    everyone = _owned_port_rules(group, LABEL_ME) if group else []
+    # Each operator's `me` rule is theirs: another operator's up must not revoke it.
+    me = rule_owner(spec.operator)
+    existing = [r for r in everyone if _owner_of(r) in (None, me)]
+    keep = {r.cidr for r in everyone if r.from_port == spec.port == r.to_port}
     for cidr in spec.allowed_cidrs:
         if cidr not in keep:
             actions.append(
@@ -317,8 +340,9 @@ def plan_down(observed: ObservedGateway, local: LocalKeys) -> Plan:
                     {"app_group_id": app.group_id, "rule_ids": [r.rule_id for r in refs]},
                 )
             )
-    if observed.instance is not None:
-        iid = observed.instance.instance_id
+    # Mid-relaunch there is a standby (and maybe a retiring generation): all of them go.
+    live = [observed.instance, observed.standby, *observed.retiring]
+    for iid in [i.instance_id for i in live if i is not None]:
         actions.append(Action("terminate_instance", f"terminate {iid}", {"instance_id": iid}))
         actions.append(
             Action(
@@ -336,14 +360,15 @@ def plan_down(observed: ObservedGateway, local: LocalKeys) -> Plan:
                 {"group_id": g.group_id},
             )
         )
-    if observed.key_pair is not None:
-        actions.append(
-            Action(
-                "delete_key_pair",
-                f"delete EC2 key pair {observed.key_pair.name}",
-                {"key_name": observed.key_pair.name},
+    for key_pair in [observed.key_pair, *observed.other_key_pairs]:
+        if key_pair is not None:
+            actions.append(
+                Action(
+                    "delete_key_pair",
+                    f"delete EC2 key pair {key_pair.name}",
+                    {"key_name": key_pair.name},
+                )
             )
-        )
     if local.login_fingerprint or local.admin_fingerprint or local.pinned_host_key:
         actions.append(Action("delete_local", "remove the local keys and pinned host key"))
     return Plan("down", observed.name, tuple(actions))
@@ -431,3 +456,168 @@ def plan_rotate_login(
         Action("promote_local_key", "replace the local login key with the new one (atomic)")
     )
     return Plan("rotate", name, tuple(actions), tuple(warnings))
+
+
+def plan_rotate_host_key(
+    name: str,
+    pinned: str,
+    staged: str | None,
+    server_active: str | None,
+    server_staged: str | None,
+    trusted: Sequence[str],
+    tagged_fingerprint: str | None,
+) -> Plan:
+    """Plan a host-key rotation in which the client always trusts the key sshd presents.
+
+    Keys are compared as `type base64`. `staged` is the public half of the key being rotated in
+    (the local marker of a half-done rotation); its private half lives only in memory, so a
+    staged key the server never received is made again. Order: trust both, stage, activate,
+    prove the new key alone, pin it, remove the old one, trust only the new one, tag.
+    """
+    from bastion.keys import fingerprint
+
+    on_server = [k for k in (server_active, server_staged) if k]
+    fresh = staged is None or staged not in on_server
+    new: str | Ref = Ref("new host key") if fresh or staged is None else fingerprint(staged)
+    actions: list[Action] = []
+    warnings: list[str] = []
+    if fresh:
+        actions.append(
+            Action(
+                "make_next_host_key",
+                "make a new Ed25519 host key (private half only in memory)",
+                mutating=True,
+            )
+        )
+        if server_staged and server_staged != pinned:
+            warnings.append(
+                f"the gateway holds a staged host key {fingerprint(server_staged)} that this "
+                "machine does not know; it will be replaced"
+            )
+    if fresh or staged not in trusted:
+        actions.append(
+            Action("trust_both_host_keys", f"trust both the current host key and {new} locally")
+        )
+    if fresh:
+        actions.append(
+            Action(
+                "gateway_add_host_key",
+                f"stage {new} on the gateway beside the current key (private half over stdin)",
+            )
+        )
+    if fresh or server_active != staged:
+        actions.append(
+            Action("gateway_activate_host_key", f"make sshd present {new} and reload it")
+        )
+    actions.append(
+        Action(
+            "verify_next_host_key",
+            f"log in on a fresh connection that trusts only {new}",
+            mutating=False,
+        )
+    )
+    if fresh or pinned != staged:
+        actions.append(Action("pin_next_host_key", f"pin {new} for bastion's own connections"))
+    old = [server_active] if fresh and server_active else [k for k in on_server if k != staged]
+    for key in old:
+        actions.append(
+            Action(
+                "gateway_remove_host_key",
+                f"remove the old host key {fingerprint(key)} from the gateway",
+                {"fingerprint": fingerprint(key)},
+            )
+        )
+    actions.append(
+        Action(
+            "verify_old_host_key_gone",
+            "check that the gateway holds only the new host key",
+            mutating=False,
+        )
+    )
+    if fresh or list(trusted) != [staged]:
+        actions.append(
+            Action("trust_only_next_host_key", f"trust only {new} in the gateway's known_hosts")
+        )
+    if fresh or staged is None or tagged_fingerprint != fingerprint(staged):
+        actions.append(Action("retag_host_key", f"record {new} in the instance's tags"))
+    actions.append(Action("finish_host_key_rotation", "forget the staged host key marker"))
+    return Plan("rotate", name, tuple(actions), tuple(warnings))
+
+
+def plan_relaunch_switch(
+    name: str,
+    app_group: SecurityGroup | None,
+    new_group: str | Ref,
+    new_authorized: bool,
+    old_groups: Sequence[SecurityGroup],
+    old_instances: Sequence[str],
+    retired: Sequence[str],
+    promoted: bool,
+    old_key_pairs: Sequence[KeyPairInfo],
+    local_swap: bool,
+) -> list[Action]:
+    """Plan the switch from a verified new generation to it alone: sg-app first, old last.
+
+    The new group is authorized on sg-app before the old one is revoked, so sg-app never
+    lacks an SSH source; the old instance is marked retiring before the new one is promoted,
+    so at every instant exactly one instance is "the" gateway.
+    """
+    actions: list[Action] = []
+    old_ids = {g.group_id for g in old_groups}
+    if app_group is not None:
+        if not new_authorized:
+            actions.append(
+                Action(
+                    "authorize_app_ssh",
+                    f"allow tcp/22 on {app_group.group_id} from the new gateway group {new_group}",
+                    {
+                        "app_group_id": app_group.group_id,
+                        "permission": group_permission(
+                            22, new_group, f"{RULE_PREFIX}:gateway {name} relaunched"
+                        ),
+                    },
+                )
+            )
+        refs = [r for r in app_group.ingress if r.source_group in old_ids]
+        if refs:
+            actions.append(
+                Action(
+                    "revoke_old_app_ssh",
+                    f"remove SSH from the old generation on {app_group.group_id}",
+                    {"app_group_id": app_group.group_id, "rule_ids": [r.rule_id for r in refs]},
+                )
+            )
+    if not promoted:
+        for iid in old_instances:
+            if iid not in retired:
+                actions.append(
+                    Action("retire_old_instance", f"mark {iid} as retiring", {"instance_id": iid})
+                )
+        actions.append(Action("promote_new_instance", "make the new instance the gateway"))
+    if local_swap:
+        actions.append(
+            Action("promote_local_keys", "replace the local keys and pins with the new ones")
+        )
+    for iid in old_instances:
+        actions.append(Action("terminate_old_instance", f"terminate {iid}", {"instance_id": iid}))
+        actions.append(
+            Action(
+                "wait_old_terminated",
+                f"wait for {iid} to terminate",
+                {"instance_id": iid},
+                mutating=False,
+            )
+        )
+    for g in old_groups:
+        actions.append(
+            Action(
+                "delete_old_group",
+                f"delete security group {g.group_id} ({g.name})",
+                {"group_id": g.group_id},
+            )
+        )
+    for k in old_key_pairs:
+        actions.append(
+            Action("delete_old_key_pair", f"delete EC2 key pair {k.name}", {"key_name": k.name})
+        )
+    return actions

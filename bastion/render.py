@@ -26,12 +26,19 @@ user can write:
 * ``list`` - print the login user's authorized_keys lines;
 * ``add-login ssh-ed25519 BASE64 [COMMENT]`` - authorize another Ed25519 login key
   (idempotent; the line gets ``restrict,port-forwarding``);
-* ``remove-login SHA256:FP`` - revoke a login key; refuses (exit 8) to remove the last one.
+* ``remove-login SHA256:FP`` - revoke a login key; refuses (exit 8) to remove the last one;
+* ``list-host-keys`` - print ``active KEY`` and, during a host-key rotation, ``staged KEY``;
+* ``add-host-key ssh-ed25519 BASE64`` with the private key on stdin - stage a new host key
+  (second ``HostKey`` file) after checking that the halves match, then reload sshd;
+* ``activate-host-key SHA256:FP`` - swap the staged key into first place (sshd presents it);
+* ``remove-host-key SHA256:FP`` - delete the staged key; the active one is never removed.
 
 It rewrites the root-owned file atomically (temp file in the same directory, then ``mv``).
 Rotation is therefore: add the new login key, verify it, remove the old one. A stolen daily
 login key cannot reach this channel: that user has no shell, no sessions and a forced
-``nologin``; and a stolen admin key can change login keys but cannot forward into the network.
+``nologin``; and a stolen admin key can change login and host keys but cannot forward into the
+network. A host-key rotation stages the new key as the second ``HostKey`` file
+(``<host_key_path>.next``), activates it, proves it, then removes the old one.
 """
 
 from __future__ import annotations
@@ -174,8 +181,17 @@ def render_keyctl(params: SshdParams) -> str:
         .render(
             login_user=params.login_user,
             authorized_keys_dir=params.authorized_keys_dir,
+            host_key_path=params.host_key_path,
+            pid_file=params.pid_file,
         )
     )
+
+
+def _without_comments(script: str) -> str:
+    """Drop a shell script's full-line comments (not its #!): user data is capped at 16 KB."""
+    head, _, body = script.partition("\n")
+    kept = [line for line in body.splitlines() if not line.lstrip().startswith("#")]
+    return head + "\n" + "\n".join(kept) + "\n"
 
 
 def render_user_data(params: UserDataParams) -> str:
@@ -224,7 +240,7 @@ def render_user_data(params: UserDataParams) -> str:
                 "0644",
             ),
             _file(f"{keys_dir}/{sshd.admin_user}", f"{admin_line.strip()}\n", "0644"),
-            _file(KEYCTL_PATH, render_keyctl(sshd), "0755"),
+            _file(KEYCTL_PATH, _without_comments(render_keyctl(sshd)), "0755"),
             _file(SUDOERS_PATH, f"{sshd.admin_user} ALL=(root) NOPASSWD: {KEYCTL_PATH}\n", "0440"),
         ],
         # sshd -t guards every restart, so a bad config never takes the running sshd down.

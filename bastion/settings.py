@@ -44,6 +44,7 @@ class Settings:
     wait_timeout: float = 600.0
     data_dir: Path = Path("~/.local/share/bastion")
     verify: bool = True
+    restrict_forwarding: bool = False
 
     def gateway_dir(self, region: str) -> Path:
         """Return the private folder holding this gateway's local keys."""
@@ -77,7 +78,11 @@ def _coerce(field: dataclasses.Field[Any], raw: Any, origin: str) -> Any:
             return str(raw).strip().lower() in ("1", "true", "yes", "on")
         if kind.startswith("tuple"):
             items = raw if isinstance(raw, list | tuple) else str(raw).split(",")
-            return tuple(str(i).strip() for i in items if str(i).strip())
+            cleaned = tuple(str(i).strip() for i in items)
+            if isinstance(raw, list | tuple) and not all(cleaned):
+                # An empty --allow must not quietly mean "detect my IP".
+                raise UsageError(f"{origin}: an empty value was given; pass a CIDR or leave it out")
+            return tuple(i for i in cleaned if i)
         if kind.startswith("Path"):
             return Path(str(raw)).expanduser()
     except ValueError as exc:

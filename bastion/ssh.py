@@ -86,11 +86,19 @@ def run_keyctl(
     pinned_host_public_key: str,
     command: str,
     timeout: float = 10.0,
+    *,
+    stdin_data: str | None = None,
 ) -> str:
-    """Send a request over the admin (key-management) channel and return its output."""
+    """Send a request over the admin (key-management) channel and return its output.
+
+    A secret (a host private key) travels as `stdin_data`, never in the command line.
+    """
     with _connected(endpoint, user, private_key_path, pinned_host_public_key, timeout) as client:
         try:
             stdin, stdout, stderr = client.exec_command(command, timeout=timeout)
+            if stdin_data is not None:
+                stdin.write(stdin_data)
+                stdin.flush()
             stdin.close()
             out = stdout.read().decode("utf-8", "replace")
             err = stderr.read().decode("utf-8", "replace").strip()

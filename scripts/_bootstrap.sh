@@ -1,5 +1,5 @@
 # Shared by scripts/test and scripts/demo: a venv with the project and its test tools, and the
-# Debian packages for the real parts (sshd, ssh client, cloud-init) when running as root.
+# Debian packages for the real parts (sshd, ssh client, cloud-init, sudo) when running as root.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${BASTION_VENV:-$ROOT/.venv}"
@@ -9,6 +9,10 @@ ensure_debian_packages() {
     command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
     command -v ssh >/dev/null 2>&1 || missing+=(openssh-client)
     command -v cloud-init >/dev/null 2>&1 || missing+=(cloud-init)
+    # The gateway's key-management channel runs its forced command through sudo.
+    command -v sudo >/dev/null 2>&1 || missing+=(sudo)
+    # The local gateway runs the key-management channel for real: sudo -n bastion-keyctl.
+    command -v sudo >/dev/null 2>&1 || missing+=(sudo)
     if [ "${#missing[@]}" -eq 0 ]; then return 0; fi
     if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
         echo "bootstrap: missing ${missing[*]} (install them; tests needing them will skip)" >&2

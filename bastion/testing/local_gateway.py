@@ -177,9 +177,10 @@ class LocalGateway:
             if str(Path(path).parent) == keys_dir:
                 _write(self.authorized_keys_dir / Path(path).name, content, 0o644)
         _write(self.host_key_path, _with_newline(self._host_private_key), 0o600)
+        original = config
         config = self._rewrite_paths(config)
         if self.install_keyctl:
-            config = self._install_keyctl(config, keys_dir)
+            config = self._install_keyctl(config, keys_dir, original)
         _write(self.sshd_config_path, config, 0o600)
 
     def _rewrite_paths(self, config: str) -> str:
@@ -190,12 +191,15 @@ class LocalGateway:
         }
 
         def replace(match: re.Match[str]) -> str:
-            indent, keyword, space, _ = match.groups()
+            indent, keyword, space, value = match.groups()
+            if keyword.lower() == "hostkey":
+                # Several HostKey files (the staged one of a host-key rotation): keep each name.
+                return f"{indent}{keyword}{space}{self._private_dir / Path(value.strip()).name}"
             return f"{indent}{keyword}{space}{replacements[keyword.lower()]}"
 
         return "\n".join(_PATH_KEYWORDS.sub(replace, line) for line in config.split("\n"))
 
-    def _install_keyctl(self, config: str, keys_dir: str) -> str:
+    def _install_keyctl(self, config: str, keys_dir: str, original: str) -> str:
         # The real script lives in /usr/local/sbin with a sudoers drop-in; here both point into
         # the workdir so the host's /usr/local/sbin is left alone.
         keyctl_files = [(p, c) for p, c in _write_files(self._cloud_config) if "keyctl" in p]
@@ -205,7 +209,18 @@ class LocalGateway:
             raise LocalGatewayError("the user data installs no key-management script")
         script_path = self.workdir / "bin" / Path(script[0]).name
         script_path.parent.mkdir(mode=0o755, exist_ok=True)
-        _write(script_path, script[1].replace(keys_dir, str(self.authorized_keys_dir)), 0o755)
+        text = script[1].replace(keys_dir, str(self.authorized_keys_dir))
+        # The host keys and the pid file (for the reload) live in the private dir here.
+        for keyword, local in (
+            ("hostkey", self.host_key_path),
+            ("pidfile", self._private_dir / "sshd.pid"),
+        ):
+            for line in original.splitlines():
+                match = _PATH_KEYWORDS.match(line)
+                if match and match.group(2).lower() == keyword:
+                    text = text.replace(match.group(4).strip(), str(local))
+                    break
+        _write(script_path, text, 0o755)
         self._sudoers_path = _SUDOERS_DIR / f"bastion-local-gateway-{self.port}"
         _write(self._sudoers_path, sudoers[1].replace(script[0], str(script_path)), 0o440)
         return "\n".join(

@@ -51,7 +51,8 @@ def watch(name: str, port: int, poll: float = 0.5) -> None:
                 current[1].stop()
                 current = None
             if found and current is None and found[1]:
-                gateway = LocalGateway(found[1], port=port).start()
+                # With the key-management channel, so that `bastion rotate` works here too.
+                gateway = LocalGateway(found[1], port=port, install_keyctl=True).start()
                 current = (found[0], gateway)
                 print(f"stand-in: {found[0]} boots as sshd on 127.0.0.1:{port}", flush=True)
             time.sleep(poll)

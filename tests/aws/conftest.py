@@ -45,19 +45,26 @@ class CallCounter:
     """Counts EC2 calls by operation name through botocore events."""
 
     calls: Counter[str] = field(default_factory=Counter)
+    sequence: list[str] = field(default_factory=list)
 
     def attach(self, ec2: Ec2) -> None:
         ec2.on_call(self.record)
 
     def record(self, model: Any, **_: Any) -> None:
         self.calls[model.name] += 1
+        self.sequence.append(model.name)
 
     @property
     def mutating(self) -> dict[str, int]:
         return {op: n for op, n in self.calls.items() if is_mutating(op)}
 
+    @property
+    def mutating_sequence(self) -> list[str]:
+        return [op for op in self.sequence if is_mutating(op)]
+
     def reset(self) -> None:
         self.calls.clear()
+        self.sequence.clear()
 
 
 class FakeIp:

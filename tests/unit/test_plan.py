@@ -114,6 +114,19 @@ def test_new_caller_ip_is_authorized_before_the_old_rule_is_revoked() -> None:
     assert plan.changes[1].params["rule_ids"] == ["r-me"]
 
 
+def test_another_operators_me_rule_is_never_revoked_by_my_up() -> None:
+    observed = converged()
+    assert observed.group
+    bob = IngressRule(
+        "r-bob", "tcp", 62222, 62222, cidr="198.51.100.20/32", description="bastion:me by bob at x"
+    )
+    group = replace(observed.group, ingress=(*observed.group.ingress, bob))
+    spec = replace(SPEC, allowed_cidrs=("198.51.100.9/32",))
+    plan = plan_up(spec, replace(observed, group=group), LOCAL, NET, WHEN)
+    assert kinds(plan) == ["authorize_ingress", "revoke_ingress"]
+    assert plan.changes[1].params["rule_ids"] == ["r-me"]  # alice's old rule, not bob's
+
+
 def test_rules_bastion_did_not_make_are_left_alone_with_a_warning() -> None:
     observed = converged()
     assert observed.group
