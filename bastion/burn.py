@@ -721,7 +721,7 @@ def render_report(incident: Incident) -> str:
             lines.append(f"- {phase.replace('_', ' ')}: {incident.phase_times[phase]}")
     for label, key in (
         ("time to contain", "time_to_contain_s"),
-        ("to recover", "time_to_recover_s"),
+        ("time to recover", "time_to_recover_s"),
     ):
         if key in incident.timings:
             lines.append(f"- {label}: {incident.timings[key]} s")
