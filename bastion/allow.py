@@ -473,7 +473,7 @@ def _change(
     from bastion.gateway import open_context
     from bastion.inventory import observe
 
-    ctx = open_context(settings, deps)
+    ctx = open_context(settings, deps, lock_for=None if dry_run else "allow")
     observed = observe(ctx.ec2, settings.name, None)
     group = _require_group(settings, observed, missing_ok)
     now = deps.clock.now()

@@ -175,7 +175,7 @@ def burn(
     started = deps.clock.now()
     if relaunch and settings.allow:
         allowed_cidrs(settings, deps)  # a bad --allow fails now, not after the gateway is gone
-    ctx = open_context(settings, deps)
+    ctx = open_context(settings, deps, lock_for=None if dry_run else "burn")
     calls = ctx.ec2.call_log()
     folder = incidents_dir(settings, ctx.ec2.region)
     incident = _find_incident(ctx, folder, resume)

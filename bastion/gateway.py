@@ -34,12 +34,14 @@ from bastion.model import (
     TAG_HOST_KEY_CREATED_AT,
     TAG_HOST_KEY_FINGERPRINT,
     TAG_IMAGE,
+    TAG_INCIDENT,
     TAG_KEY_FINGERPRINT,
     TAG_LOGIN_USER,
     TAG_MANAGED,
     TAG_NAME,
     TAG_PORT,
     TAG_ROLE,
+    TAG_STANDBY,
     Action,
     GatewaySpec,
     InstanceInfo,
@@ -146,11 +148,26 @@ class Context:
     operator: str
 
 
-def open_context(settings: Settings, deps: Deps) -> Context:
-    """Connect, identify the caller and locate the gateway's local folder."""
+def open_context(settings: Settings, deps: Deps, lock_for: str | None = None) -> Context:
+    """Connect, identify the caller and locate the gateway's local folder.
+
+    `lock_for` names a command that will change the gateway: it then holds the gateway's lock
+    (see bastion.lock) before any AWS call, so two bastions on this machine never interleave.
+    """
     ec2 = deps.ec2(settings)
+    folder = settings.gateway_dir(ec2.region).expanduser()
+    if lock_for is not None:
+        from bastion.lock import hold_gateway_lock
+
+        hold_gateway_lock(
+            folder.with_name(f"{settings.name}.lock"),
+            lock_for,
+            deps.clock,
+            deps.reporter,
+            settings.lock_wait,
+        )
     operator = ec2.caller_arn()
-    files = GatewayFiles(settings.gateway_dir(ec2.region).expanduser(), settings.name)
+    files = GatewayFiles(folder, settings.name)
     return Context(settings, ec2, files, operator)
 
 
@@ -232,7 +249,7 @@ def up(
 ) -> UpResult:
     """Create or converge a gateway; a second run with nothing changed changes nothing."""
     cidrs = allowed_cidrs(settings, deps)
-    ctx = ctx or open_context(settings, deps)
+    ctx = ctx or open_context(settings, deps, lock_for=None if dry_run else "up")
     ec2 = ctx.ec2
     subnet = ec2.subnet(settings.subnet)
     observed = observe(ec2, settings.name, settings.app_sg, subnet.vpc_id)
@@ -480,8 +497,35 @@ class UpHandlers:
             public_ip=settings.reach == "public",
             tags=tags,
         )
+        self._withdraw_if_raced(generation)
         self.ctx.files.pin_host_key(host.public_line)
         log.info("launched %s; pinned host key %s", self.instance.instance_id, host.fingerprint)
+
+    def _withdraw_if_raced(self, generation: int) -> None:
+        """Terminate our launch if another bastion launched the same generation meanwhile.
+
+        Launching happens only when no live instance of this generation exists, so another
+        one now means a concurrent `up` (say from another machine; on this one the lock file
+        prevents it). Whoever sees a rival withdraws: never two gateways; at worst, when both
+        see each other, none, and the next `bastion up` launches one.
+        """
+        assert self.instance
+        ours = self.instance.instance_id
+        rivals = [
+            i.instance_id
+            for i in self.ctx.ec2.find_instances(self.spec.name)
+            if i.instance_id != ours
+            and i.generation == generation
+            and TAG_INCIDENT not in i.tags
+            and (TAG_STANDBY in i.tags) == (TAG_STANDBY in self.extra_tags)
+        ]
+        if rivals:
+            self.ctx.ec2.terminate_instance(ours)
+            raise ConflictError(
+                f"another bastion launched gateway {self.spec.name!r} at the same time "
+                f"({', '.join(rivals)}); this run withdrew its own instance {ours}. "
+                "Run `bastion status`, then `bastion up` to converge"
+            )
 
     def start_instance(self, action: Action, results: dict[str, Any]) -> None:
         """Start the stopped gateway."""
@@ -681,7 +725,7 @@ class DownResult:
 
 def down(settings: Settings, deps: Deps, dry_run: bool = False) -> DownResult:
     """Remove everything bastion made for the gateway: sg-app's reference first."""
-    ctx = open_context(settings, deps)
+    ctx = open_context(settings, deps, lock_for=None if dry_run else "down")
     ec2 = ctx.ec2
     observed = observe(ec2, settings.name, None)
     app_sg = settings.app_sg or _referencing_app_group(ec2, observed)

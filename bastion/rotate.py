@@ -195,7 +195,7 @@ def rotate_login(
     if_older_than: timedelta | None = None,
 ) -> RotateResult:
     """Rotate the daily login key in place over the key-management channel."""
-    ctx = open_context(settings, deps)
+    ctx = open_context(settings, deps, lock_for=None if dry_run else "rotate")
     gateway, observed = connect(ctx, deps)
     _refuse_mid_relaunch(ctx, observed)
     files = ctx.files
@@ -362,7 +362,7 @@ def rotate_host_key(
     if_older_than: timedelta | None = None,
 ) -> RotateResult:
     """Rotate the gateway's host key in place; the client trusts both keys during the switch."""
-    ctx = open_context(settings, deps)
+    ctx = open_context(settings, deps, lock_for=None if dry_run else "rotate --host-key")
     gateway, observed = connect(ctx, deps)
     _refuse_mid_relaunch(ctx, observed)
     files = ctx.files
@@ -594,7 +594,7 @@ def relaunch_gateway(
     admits SSH from the new group before the old group's rule is revoked; N is marked retiring,
     N+1 promoted, the local keys swapped, and then N, its group and key pair are destroyed.
     """
-    ctx = open_context(settings, deps)
+    ctx = open_context(settings, deps, lock_for=None if dry_run else "rotate --relaunch")
     ec2 = ctx.ec2
     observed = observe(ec2, settings.name, None)
     current = observed.instance

@@ -42,6 +42,7 @@ class Settings:
     login_user: str = "bastion"
     admin_user: str = "bastion-admin"
     wait_timeout: float = 600.0
+    lock_wait: float = 30.0
     data_dir: Path = Path("~/.local/share/bastion")
     verify: bool = True
     restrict_forwarding: bool = False

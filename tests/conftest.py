@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,3 +34,12 @@ def isolated_environment(
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(home / "aws-credentials"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     return home
+
+
+@pytest.fixture(autouse=True)
+def release_gateway_locks() -> Iterator[None]:
+    """Drop the gateway locks a test's commands took (a real process drops them on exit)."""
+    yield
+    from bastion.lock import release_all
+
+    release_all()
