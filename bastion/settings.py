@@ -172,6 +172,8 @@ def validate(settings: Settings) -> None:
         )
     if settings.wait_timeout <= 0:
         raise UsageError("--timeout must be positive")
+    if not 0 <= settings.lock_wait <= 86400:
+        raise UsageError("lock_wait must be between 0 and 86400 seconds; fix BASTION_LOCK_WAIT")
 
 
 def image_parameter(image: str) -> str | None:

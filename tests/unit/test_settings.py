@@ -50,3 +50,8 @@ def test_unknown_config_key_is_refused(tmp_path: Path) -> None:
 def test_non_numeric_port_from_environment_is_a_usage_error() -> None:
     with pytest.raises(UsageError, match="BASTION_PORT"):
         load_settings({}, {"BASTION_PORT": "ssh"})
+
+
+def test_a_negative_lock_wait_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="lock_wait"):
+        load_settings({}, env={"BASTION_LOCK_WAIT": "-1"})
