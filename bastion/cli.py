@@ -27,10 +27,13 @@ app = typer.Typer(
         "Run the whole life of an SSH gateway (bastion) on AWS EC2: a custom SSH port open "
         "only to you, pinned host keys, app hosts reachable only through it.\n\n"
         "Examples:\n\n"
-        "  bastion up --app-sg sg-app            create or converge the gateway\n\n"
-        "  bastion status                         what exists, who may connect, drift\n\n"
-        "  bastion up --dry-run                   show every AWS change without making it\n\n"
-        "  bastion down                           remove everything bastion made\n\n"
+        "  bastion up --app-sg sg-app      create or converge the gateway\n\n"
+        "  bastion status                  what exists, who may connect, drift\n\n"
+        "  bastion ssh-config --write      then `ssh app-1` goes through the gateway\n\n"
+        "  bastion rotate --if-older-than 30d   new login key when due\n\n"
+        "  bastion burn --reason '...'     incident: contain, keep evidence, relaunch\n\n"
+        "  bastion audit                   check the whole layout (for CI)\n\n"
+        "  bastion down                    remove everything bastion made\n\n"
         + EXIT_CODE_HELP
     ),
     no_args_is_help=True,
