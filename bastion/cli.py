@@ -33,8 +33,7 @@ app = typer.Typer(
         "  bastion rotate --if-older-than 30d   new login key when due\n\n"
         "  bastion burn --reason '...'     incident: contain, keep evidence, relaunch\n\n"
         "  bastion audit                   check the whole layout (for CI)\n\n"
-        "  bastion down                    remove everything bastion made\n\n"
-        + EXIT_CODE_HELP
+        "  bastion down                    remove everything bastion made\n\n" + EXIT_CODE_HELP
     ),
     no_args_is_help=True,
     rich_markup_mode=None,

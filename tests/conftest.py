@@ -43,3 +43,10 @@ def release_gateway_locks() -> Iterator[None]:
     from bastion.lock import release_all
 
     release_all()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Keep every test that starts a real sshd on one xdist worker (useradd, /run/sshd)."""
+    for item in items:
+        if {"ssh", "e2e"} & set(item.path.parts[-3:-1]):
+            item.add_marker(pytest.mark.xdist_group("real-sshd"))

@@ -239,10 +239,12 @@ def test_a_new_key_the_server_refuses_is_rolled_back(world: World) -> None:
     assert world.key_pairs() == pairs
 
 
+@pytest.mark.parametrize("operation", ["ImportKeyPair", "CreateTags", "DeleteKeyPair"])
 def test_an_aws_failure_after_the_gateway_switched_keeps_things_consistent(
-    world: World,
+    world: World, operation: str
 ) -> None:
-    fault = Fault("ImportKeyPair", "UnauthorizedOperation", 403)
+    """Each of rotate's mutating EC2 calls fails in turn: no lockout, and a rerun finishes."""
+    fault = Fault(operation, "UnauthorizedOperation", 403)
     world.deps.on_ec2 = fault.attach
     with pytest.raises(AwsAuthError):
         rotate_login(world.settings, world.deps)
@@ -251,6 +253,7 @@ def test_an_aws_failure_after_the_gateway_switched_keeps_things_consistent(
     new_fp = load_key(world.folder / "login_ed25519.next").fingerprint
     assert world.gateway_fingerprints() == [new_fp]  # the gateway already moved on
     assert world.can_log_in_with(world.folder / "login_ed25519.next")
+    assert world.operator_can_log_in()
 
     rotate_login(world.settings, world.deps)
 
