@@ -104,8 +104,11 @@ def _configure_logging(verbosity: int) -> None:
         level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s", force=True
     )
     # Third-party chatter only at -vv and above.
-    for noisy in ("botocore", "boto3", "urllib3", "paramiko"):
+    for noisy in ("botocore", "boto3", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbosity >= 3 else logging.WARNING)
+    # paramiko logs its transport thread's failures with tracebacks (e.g. no banner yet while
+    # sshd boots); bastion reports them itself as one line, so paramiko speaks only at -vvv.
+    logging.getLogger("paramiko").setLevel(logging.DEBUG if verbosity >= 3 else logging.CRITICAL)
 
 
 def _settings(ctx: typer.Context, **flags: Any) -> Settings:
