@@ -88,7 +88,7 @@ class World:
             check=False,
         )
 
-    def ssh(self, *args: str) -> subprocess.CompletedProcess[bytes]:
+    def ssh(self, *args: str, key: Path | None = None) -> subprocess.CompletedProcess[bytes]:
         folder = self.home / "us-east-1" / "default"
         return subprocess.run(
             [
@@ -96,7 +96,7 @@ class World:
                 "-F",
                 "/dev/null",
                 "-i",
-                str(folder / "login_ed25519"),
+                str(key or folder / "login_ed25519"),
                 "-o",
                 "IdentitiesOnly=yes",
                 "-o",
@@ -190,3 +190,39 @@ def test_a_gateway_answering_with_another_host_key_fails_verification(world: Wor
 
     assert result.returncode == 5, result.stderr
     assert "bastion: error:" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_burn_relaunches_a_gateway_that_only_the_new_keys_open(world: World) -> None:
+    app = _seed_app_group(world.ec2())
+    assert world.bastion("up", "--app-sg", "app").returncode == 0
+    folder = world.home / "us-east-1" / "default"
+    old_login = world.tmp / "old_login"
+    shutil.copy(folder / "login_ed25519", old_login)
+    old_known_hosts = (folder / "known_hosts").read_text()
+
+    burnt = world.bastion("burn", "--app-sg", "app", "--reason", "e2e", "--json")
+
+    assert burnt.returncode == 0, burnt.stderr
+    record = json.loads(burnt.stdout)
+    report = json.loads(Path(record["record"]).read_text())
+    assert report["state"] == "closed" and report["timings"]["time_to_contain_s"] >= 0
+    assert (folder / "known_hosts").read_text() != old_known_hosts
+    # The stand-in swaps its sshd for the new instance's; the real client, strict checking.
+    deadline = time.monotonic() + 30
+    while True:
+        forwarded = world.ssh("-W", f"127.0.0.1:{world.sshd_port}", "bastion@127.0.0.1")
+        if forwarded.stdout.startswith(b"SSH-2.0-") or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert forwarded.stdout.startswith(b"SSH-2.0-"), forwarded.stderr
+    stale = world.ssh("-W", f"127.0.0.1:{world.sshd_port}", "bastion@127.0.0.1", key=old_login)
+    assert not stale.stdout.startswith(b"SSH-2.0-")  # the burnt login key opens nothing
+    assert b"Permission denied" in stale.stderr, stale.stderr
+    sources = [
+        pair["GroupId"]
+        for p in world.ec2().describe_security_groups(GroupIds=[app])["SecurityGroups"][0][
+            "IpPermissions"
+        ]
+        for pair in p["UserIdGroupPairs"]
+    ]
+    assert sources == [report["relaunch"]["security_group"]]
