@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from bastion.errors import AwsAuthError, AwsError, NotFoundError, UsageError
 from bastion.model import (
     LIVE_STATES,
+    TAG_KEY_FINGERPRINT,
     TAG_NAME,
     TAG_ROLE,
     IngressRule,
@@ -188,6 +189,15 @@ def _tag_spec(resource: str, tags: Mapping[str, str]) -> dict[str, Any]:
     return {"ResourceType": resource, "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}
 
 
+def _key_pair(k: Mapping[str, Any]) -> KeyPairInfo:
+    return KeyPairInfo(
+        name=k["KeyName"],
+        key_pair_id=k.get("KeyPairId", ""),
+        fingerprint=_tags(k.get("Tags")).get(TAG_KEY_FINGERPRINT, ""),
+        created_at=k.get("CreateTime"),
+    )
+
+
 def _assemble_groups(
     groups: Sequence[Mapping[str, Any]], rules: Sequence[Mapping[str, Any]]
 ) -> list[SecurityGroup]:
@@ -317,15 +327,7 @@ class Ec2:
                     {"Name": f"tag:{TAG_ROLE}", "Values": ["login-key"]},
                 ]
             )["KeyPairs"]
-        return [
-            KeyPairInfo(
-                name=k["KeyName"],
-                key_pair_id=k.get("KeyPairId", ""),
-                fingerprint=_tags(k.get("Tags")).get("bastion:key-fingerprint", ""),
-                created_at=k.get("CreateTime"),
-            )
-            for k in found
-        ]
+        return [_key_pair(k) for k in found]
 
     def import_key_pair(self, key_name: str, public_line: str, tags: Mapping[str, str]) -> str:
         """Import a public key under `key_name`; return its id."""
@@ -511,15 +513,7 @@ class Ec2:
             found = self.ec2.describe_key_pairs(
                 Filters=[{"Name": f"tag:{TAG_ROLE}", "Values": ["login-key"]}]
             )["KeyPairs"]
-        return [
-            KeyPairInfo(
-                name=k["KeyName"],
-                key_pair_id=k.get("KeyPairId", ""),
-                fingerprint=_tags(k.get("Tags")).get("bastion:key-fingerprint", ""),
-                created_at=k.get("CreateTime"),
-            )
-            for k in found
-        ]
+        return [_key_pair(k) for k in found]
 
     def require_imdsv2(self, instance_id: str) -> None:
         """Make the instance's metadata service answer only session (IMDSv2) requests."""

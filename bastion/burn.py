@@ -68,6 +68,18 @@ STEP_SUMMARY = {
     "relaunch_app_groups": "admit SSH on every app group from the new gateway group",
     "relaunch_elastic_ip": "attach the kept Elastic IP to the new gateway",
 }
+# The EC2 operations containment makes; nothing else may change before it is done.
+CONTAINMENT_OPERATIONS = frozenset(
+    {
+        "RevokeSecurityGroupIngress",
+        "CreateNetworkAclEntry",
+        "ModifyNetworkInterfaceAttribute",
+        "CreateSecurityGroup",
+        "AuthorizeSecurityGroupIngress",
+        "RevokeSecurityGroupEgress",
+        "DisassociateAddress",
+    }
+)
 OPEN, CLOSED = "open", "closed"
 TAG_INCIDENT_APP_GROUPS = "bastion:incident-app-groups"
 

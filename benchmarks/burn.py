@@ -17,15 +17,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._moto import moto_server, seed_layout
 
-CONTAINMENT = {
-    "RevokeSecurityGroupIngress",
-    "CreateNetworkAclEntry",
-    "ModifyNetworkInterfaceAttribute",
-    "CreateSecurityGroup",
-    "AuthorizeSecurityGroupIngress",
-    "RevokeSecurityGroupEgress",
-    "DisassociateAddress",
-}
 RUNS = 3
 
 
@@ -34,6 +25,7 @@ def one_burn(app_sg: str) -> dict[str, Any]:
     import boto3
 
     from bastion.aws import is_mutating
+    from bastion.burn import CONTAINMENT_OPERATIONS as CONTAINMENT
     from bastion.burn import burn
     from bastion.gateway import Deps, up
     from bastion.settings import load_settings

@@ -8,12 +8,20 @@ from typing import Any
 
 import pytest
 
-from bastion.burn import CONTAIN, DESTROY, PRESERVE, RELAUNCH, burn, incidents_dir
+from bastion.burn import (
+    CONTAIN,
+    DESTROY,
+    PRESERVE,
+    RELAUNCH,
+    burn,
+    incidents_dir,
+)
 from bastion.clock import FakeClock
 from bastion.gateway import Deps, up
 from bastion.model import Action
 from tests.aws.conftest import CallCounter, make_settings
 
+# Written out here, not imported from bastion.burn, so the test states what containment is.
 CONTAINMENT_CALLS = {
     "RevokeSecurityGroupIngress",
     "CreateNetworkAclEntry",
@@ -23,6 +31,16 @@ CONTAINMENT_CALLS = {
     "RevokeSecurityGroupEgress",
     "DisassociateAddress",
 }
+
+
+def _app_ssh_sources(ec2_client: Any, app_sg: str) -> list[str]:
+    app = ec2_client.describe_security_groups(GroupIds=[app_sg])["SecurityGroups"][0]
+    return [
+        pair["GroupId"]
+        for p in app["IpPermissions"]
+        if p["FromPort"] == 22
+        for pair in p["UserIdGroupPairs"]
+    ]
 
 
 def _instance(ec2_client: Any, instance_id: str) -> dict[str, Any]:
@@ -61,13 +79,7 @@ def test_burn_contains_first_then_relaunches_a_new_generation(
     assert new["host_key_fingerprint"] != gateway["host_key_fingerprint"]
     assert new["login_key_fingerprint"] != gateway["login_key_fingerprint"]
 
-    app = ec2_client.describe_security_groups(GroupIds=[app_sg])["SecurityGroups"][0]
-    ssh_sources = [
-        pair["GroupId"]
-        for p in app["IpPermissions"]
-        if p["FromPort"] == 22
-        for pair in p["UserIdGroupPairs"]
-    ]
+    ssh_sources = _app_ssh_sources(ec2_client, app_sg)
     assert ssh_sources == [new["security_group"]]
 
     names = [g["GroupName"] for g in ec2_client.describe_security_groups()["SecurityGroups"]]
@@ -288,13 +300,7 @@ def test_a_burn_killed_at_any_step_resumes_without_undoing_containment(
         # containment done before the crash is never undone: no interface goes back to "open"
         assert "ModifyNetworkInterfaceAttribute" not in resumed
     assert _instance(ec2_client, gateway["instance"]["id"])["State"]["Name"] == "terminated"
-    app = ec2_client.describe_security_groups(GroupIds=[app_sg])["SecurityGroups"][0]
-    sources = [
-        pair["GroupId"]
-        for p in app["IpPermissions"]
-        if p["FromPort"] == 22
-        for pair in p["UserIdGroupPairs"]
-    ]
+    sources = _app_ssh_sources(ec2_client, app_sg)
     assert sources == [result.incident.relaunch["security_group"]]
     live = [
         i
@@ -334,11 +340,5 @@ def test_a_plain_burn_on_another_machine_finds_the_open_incident_through_tags(
     assert result.incident.incident_id == incident_id
     assert result.incident.state == "closed"
     assert _instance(ec2_client, gateway["instance"]["id"])["State"]["Name"] == "terminated"
-    app = ec2_client.describe_security_groups(GroupIds=[app_sg])["SecurityGroups"][0]
-    sources = [
-        pair["GroupId"]
-        for p in app["IpPermissions"]
-        if p["FromPort"] == 22
-        for pair in p["UserIdGroupPairs"]
-    ]
+    sources = _app_ssh_sources(ec2_client, app_sg)
     assert sources == [result.incident.relaunch["security_group"]]
