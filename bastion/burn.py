@@ -20,20 +20,23 @@ from pathlib import Path
 from typing import Any
 
 from bastion import keys
-from bastion.apply import wait_until
+from bastion.apply import json_line, wait_until
 from bastion.aws import is_mutating
 from bastion.errors import ConflictError, NotFoundError, UsageError
 from bastion.gateway import Context, Deps, allowed_cidrs, open_context, up
+from bastion.localstate import GatewayFiles
 from bastion.model import (
     TAG_HOST_KEY_FINGERPRINT,
     TAG_IMAGE,
     TAG_INCIDENT,
+    TAG_INCIDENT_APP_GROUPS,
     TAG_INCIDENT_STATE,
     TAG_KEY_FINGERPRINT,
     TAG_MANAGED,
     TAG_NAME,
     TAG_PORT,
     TAG_ROLE,
+    Action,
     InstanceInfo,
 )
 from bastion.settings import Settings
@@ -81,7 +84,6 @@ CONTAINMENT_OPERATIONS = frozenset(
     }
 )
 OPEN, CLOSED = "open", "closed"
-TAG_INCIDENT_APP_GROUPS = "bastion:incident-app-groups"
 
 
 PHASES = (("contained", CONTAIN), ("evidence_secured", PRESERVE), ("destroyed", DESTROY))
@@ -132,7 +134,7 @@ class Incident:
 
 def incidents_dir(settings: Settings, region: str) -> Path:
     """Return the folder holding this gateway's incident records (they survive `burn`)."""
-    return settings.gateway_dir(region).expanduser() / "incidents"
+    return GatewayFiles(settings.gateway_dir(region).expanduser(), settings.name).incidents
 
 
 def past_incidents(folder: Path) -> list[dict[str, Any]]:
@@ -189,7 +191,7 @@ def burn(
         allowed_cidrs(settings, deps)  # a bad --allow fails now, not after the gateway is gone
     ctx = open_context(settings, deps, lock_for=None if dry_run else "burn")
     calls = ctx.ec2.call_log()
-    folder = incidents_dir(settings, ctx.ec2.region)
+    folder = ctx.files.incidents
     incident = _find_incident(ctx, folder, resume)
     instance: InstanceInfo | None
     found = ctx.ec2.find_instances(settings.name) if incident is None else []
@@ -334,19 +336,16 @@ class BurnRun:
     def journal(self, entry: dict[str, Any], at: datetime | None = None) -> None:
         """Append one line to the incident journal."""
         keys.ensure_private_dir(self.folder)
-        when = (at or self.deps.clock.now()).isoformat()
-        line = json.dumps({"at": when, **entry}, default=str)
+        line = json_line({"at": (at or self.deps.clock.now()).isoformat(), **entry})
         fd = os.open(self.folder / "journal.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         with os.fdopen(fd, "a") as handle:
-            handle.write(line + "\n")
+            handle.write(line)
 
     def step(self, name: str) -> None:
         """Run one step: journal intent, run, journal result with request ids, save."""
         self.deps.reporter.step(f"[{self.incident.incident_id}] {STEP_SUMMARY[name]}")
         self.journal({"step": name, "phase": "intent"})
         if self.deps.before_each is not None:
-            from bastion.model import Action
-
             self.deps.before_each(Action(name, STEP_SUMMARY[name]))
         del self.calls[:]  # what came before is already in the record
         handler: Callable[[], dict[str, Any] | None] = getattr(self, name)

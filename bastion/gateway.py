@@ -667,7 +667,8 @@ def status(
 
     from bastion.burn import past_incidents
 
-    for incident in past_incidents(ctx.files.incidents):
+    incidents = past_incidents(ctx.files.incidents)
+    for incident in incidents:
         if incident["state"] != "closed":
             drift.append(f"incident {incident['id']} is not finished; run `bastion burn`")
 
@@ -710,7 +711,7 @@ def status(
         "app_group": app.group_id if app else None,
         "app_ssh_sources": app_sources,
         "local_folder": str(ctx.files.root),
-        "incidents": past_incidents(ctx.files.incidents),
+        "incidents": incidents,
         "drift": drift,
     }
 

@@ -21,6 +21,7 @@ TAG_CREATED_AT = "bastion:created-at"
 TAG_IMAGE = "bastion:image"
 TAG_INCIDENT = "bastion:incident"
 TAG_INCIDENT_STATE = "bastion:incident-state"
+TAG_INCIDENT_APP_GROUPS = "bastion:incident-app-groups"  # who trusted the burnt gateway
 # Blue/green (`rotate --relaunch`): the new generation is a standby until promoted; the old one
 # is retiring from then until it is terminated. Neither is "the" gateway while so tagged.
 TAG_STANDBY = "bastion:standby"
@@ -74,6 +75,12 @@ class IngressRule:
         head = self.description.split(" ", 1)[0]
         prefix, _, label = head.partition(":")
         return label if prefix == RULE_PREFIX and label else None
+
+    @property
+    def owner(self) -> str | None:
+        """Return who added an owned rule (`bastion:LABEL by WHO ...`), if it says."""
+        words = self.description.split()
+        return words[2] if self.label and len(words) > 2 and words[1] == "by" else None
 
     def admits_port(self, port: int) -> bool:
         """Tell whether this rule opens tcp `port`."""

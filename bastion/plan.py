@@ -110,12 +110,6 @@ def _egress_matches(rule: IngressRule, permission: dict[str, object]) -> bool:
     return bool(rule.cidr == cidr)
 
 
-def _owner_of(rule: IngressRule) -> str | None:
-    """Return who added an owned rule (`bastion:LABEL by WHO ...`), if it says."""
-    words = rule.description.split()
-    return words[2] if len(words) > 2 and words[1] == "by" else None
-
-
 def _owned_port_rules(group: SecurityGroup, label: str) -> list[IngressRule]:
     return [r for r in group.ingress if r.label == label and r.cidr]
 
@@ -222,7 +216,7 @@ def plan_up(
     everyone = _owned_port_rules(group, LABEL_ME) if group else []
     # Each operator's `me` rule is theirs: another operator's up must not revoke it.
     me = rule_owner(spec.operator)
-    existing = [r for r in everyone if _owner_of(r) in (None, me)]
+    existing = [r for r in everyone if r.owner in (None, me)]
     keep = {r.cidr for r in everyone if r.from_port == spec.port == r.to_port}
     for cidr in spec.allowed_cidrs:
         if cidr not in keep:
