@@ -741,7 +741,7 @@ def render_report(incident: Incident) -> str:
         "",
         "## Before",
         f"- instance {pre.get('instance_id')} (generation {pre.get('generation')}), "
-        f"public {pre.get('public_ip')}, private {pre.get('private_ip')}",
+        f"public {pre.get('public_ip') or 'none'}, private {pre.get('private_ip') or 'none'}",
         f"- groups {', '.join(pre.get('security_group_ids', []))}; key pair {pre.get('key_name')}",
         f"- login key {old.get('login_key_fingerprint')}, "
         f"host key {old.get('host_key_fingerprint')}",

@@ -60,7 +60,7 @@ class LocalAppHost:
             raise LocalGatewayError("/usr/sbin/sshd is missing; install openssh-server")
         if os.geteuid() != 0:
             raise LocalGatewayError("LocalAppHost needs root: sshd must switch to the app user")
-        _ensure_user(self.user, "/bin/sh")
+        _ensure_user(self.user, "/bin/sh", home="/")  # a home that exists: sshd chdirs there
         PRIVSEP_DIR.mkdir(mode=0o755, exist_ok=True)
         subprocess.run(
             ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.host_key_path)],

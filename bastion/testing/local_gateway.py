@@ -294,14 +294,16 @@ def _users(cloud_config: dict[str, Any]) -> tuple[tuple[str, str], ...]:
     )
 
 
-def _ensure_user(name: str, shell: str) -> None:
+def _ensure_user(name: str, shell: str, home: str | None = None) -> None:
     try:
         pwd.getpwnam(name)
         return
     except KeyError:
         pass
     result = subprocess.run(
-        ["useradd", "--system", "--no-create-home", "--shell", shell, name],
+        ["useradd", "--system", "--no-create-home", "--shell", shell]
+        + (["--home-dir", home] if home else [])
+        + [name],
         capture_output=True,
         text=True,
         check=False,
