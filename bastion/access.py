@@ -15,23 +15,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bastion import sshconfig
-from bastion.errors import ConflictError, NotFoundError, SshError, UsageError
-from bastion.gateway import Context, Deps, endpoint_for, open_context, recover_pin
-from bastion.inventory import observe
-from bastion.model import TAG_LOGIN_USER, InstanceInfo
-from bastion.settings import Settings
-from bastion.sshconfig import (
+from bastion.adapters import sshconfig
+from bastion.adapters.sshconfig import (
     AppHost,
     ClientConfig,
     GatewayEntry,
     IncludeChange,
     WrittenConfig,
 )
+from bastion.domain.errors import ConflictError, NotFoundError, SshError, UsageError
+from bastion.domain.model import TAG_LOGIN_USER, InstanceInfo
+from bastion.domain.settings import Settings
+from bastion.gateway import Context, Deps, endpoint_for, open_context, recover_pin
+from bastion.inventory import observe
 
 if TYPE_CHECKING:
-    from bastion.apply import Reporter
     from bastion.aws import Ec2
+    from bastion.domain.apply import Reporter
 
 log = logging.getLogger(__name__)
 

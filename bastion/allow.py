@@ -22,8 +22,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from bastion.errors import CallerIpError, ConflictError, NotFoundError, UsageError
-from bastion.model import (
+from bastion.domain.errors import CallerIpError, ConflictError, NotFoundError, UsageError
+from bastion.domain.model import (
     LABEL_ME,
     RULE_PREFIX,
     Action,
@@ -32,11 +32,11 @@ from bastion.model import (
     Plan,
     SecurityGroup,
 )
-from bastion.plan import rule_description, rule_owner, ssh_permission
+from bastion.domain.plan import rule_description, rule_owner, ssh_permission
 
 if TYPE_CHECKING:
+    from bastion.domain.settings import Settings
     from bastion.gateway import Deps
-    from bastion.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -377,7 +377,7 @@ def allow(
     dry_run: bool = False,
 ) -> AllowResult:
     """Add (or renew) a rule letting `target` (a CIDR, or `me`) reach the gateway port."""
-    from bastion.callerip import detect_caller_cidr, is_world_open, normalize_cidr
+    from bastion.adapters.callerip import detect_caller_cidr, is_world_open, normalize_cidr
 
     lifetime = parse_duration(duration)
     if target.strip().lower() == LABEL_ME:
@@ -419,7 +419,7 @@ def revoke(
     settings: Settings, deps: Deps, target: str, force: bool = False, dry_run: bool = False
 ) -> AllowResult:
     """Remove the rules labelled (or for the CIDR) `target`, never locking the caller out."""
-    from bastion.callerip import detect_caller_cidr
+    from bastion.adapters.callerip import detect_caller_cidr
 
     caller: str | None
     try:
@@ -469,7 +469,7 @@ PlanFor = Callable[[str, SecurityGroup, int, str, datetime], Plan]
 def _change(
     settings: Settings, deps: Deps, dry_run: bool, plan_for: PlanFor, missing_ok: bool = False
 ) -> AllowResult:
-    from bastion.apply import apply_plan
+    from bastion.domain.apply import apply_plan
     from bastion.gateway import open_context
     from bastion.inventory import observe
 

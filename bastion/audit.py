@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from bastion.adapters.callerip import is_world_open
 from bastion.allow import expired_rules, prune_actions
-from bastion.callerip import is_world_open
-from bastion.errors import NotFoundError, UsageError
-from bastion.model import (
+from bastion.domain.errors import NotFoundError, UsageError
+from bastion.domain.model import (
     TAG_GENERATION,
     TAG_INCIDENT,
     TAG_INCIDENT_STATE,
@@ -30,12 +30,12 @@ from bastion.model import (
     Plan,
     SecurityGroup,
 )
-from bastion.settings import DEFAULT_PORT
+from bastion.domain.settings import DEFAULT_PORT
 
 if TYPE_CHECKING:
     from bastion.aws import Ec2
+    from bastion.domain.settings import Settings
     from bastion.gateway import Deps
-    from bastion.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -538,7 +538,7 @@ def audit(
     dry_run: bool = False,
 ) -> AuditResult:
     """Check the region's layout; with `fix`, repair what bastion owns and check again."""
-    from bastion.apply import apply_plan
+    from bastion.domain.apply import apply_plan
 
     ec2 = deps.ec2(settings)
     findings = run_checks(read_snapshot(ec2, deps.clock.now()), options)

@@ -14,8 +14,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from bastion.errors import AwsAuthError, AwsError, NotFoundError, UsageError
-from bastion.model import (
+from bastion.domain.errors import AwsAuthError, AwsError, NotFoundError, UsageError
+from bastion.domain.model import (
     LIVE_STATES,
     TAG_KEY_FINGERPRINT,
     TAG_NAME,

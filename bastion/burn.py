@@ -19,13 +19,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bastion import keys
-from bastion.apply import json_line, wait_until
+from bastion.adapters import keys
+from bastion.adapters.localstate import GatewayFiles
 from bastion.aws import is_mutating
-from bastion.errors import ConflictError, NotFoundError, UsageError
-from bastion.gateway import Context, Deps, allowed_cidrs, open_context, up
-from bastion.localstate import GatewayFiles
-from bastion.model import (
+from bastion.domain.apply import json_line, wait_until
+from bastion.domain.errors import ConflictError, NotFoundError, UsageError
+from bastion.domain.model import (
     TAG_HOST_KEY_FINGERPRINT,
     TAG_IMAGE,
     TAG_INCIDENT,
@@ -39,7 +38,8 @@ from bastion.model import (
     Action,
     InstanceInfo,
 )
-from bastion.settings import Settings
+from bastion.domain.settings import Settings
+from bastion.gateway import Context, Deps, allowed_cidrs, open_context, up
 
 log = logging.getLogger(__name__)
 

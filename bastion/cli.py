@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from bastion.errors import EXIT_CODE_HELP, BastionError, ExitStatus
+from bastion.domain.errors import EXIT_CODE_HELP, BastionError, ExitStatus
 
 if TYPE_CHECKING:
+    from bastion.domain.model import Plan
+    from bastion.domain.settings import Settings
     from bastion.gateway import Deps
-    from bastion.model import Plan
-    from bastion.settings import Settings
 
 T = TypeVar("T")
 
@@ -112,7 +112,7 @@ def _configure_logging(verbosity: int) -> None:
 
 
 def _settings(ctx: typer.Context, **flags: Any) -> Settings:
-    from bastion.settings import load_settings
+    from bastion.domain.settings import load_settings
 
     state = _state(ctx)
     return load_settings({"profile": state.profile, "region": state.region, **flags})
@@ -386,7 +386,7 @@ def down(
 def _duration(text: str) -> timedelta:
     import re
 
-    from bastion.errors import UsageError
+    from bastion.domain.errors import UsageError
 
     match = re.fullmatch(r"(\d{1,5})([dhm])", text.strip())
     if not match:
@@ -436,7 +436,7 @@ def rotate(
     """
 
     def run() -> None:
-        from bastion.errors import UsageError
+        from bastion.domain.errors import UsageError
         from bastion.rotate import relaunch_gateway, rotate_host_key, rotate_login
 
         if host_key and relaunch:
@@ -503,7 +503,7 @@ def ssh_config_command(
         from pathlib import Path
 
         from bastion.access import SshConfigOptions, ssh_config
-        from bastion.sshconfig import host_blocks
+        from bastion.adapters.sshconfig import host_blocks
 
         settings = _settings(ctx, name=name, app_sg=app_sg, reach=reach)
         options = SshConfigOptions(
@@ -629,7 +629,7 @@ def burn(
 
         from bastion.burn import burn as run_burn
         from bastion.burn import describe_steps
-        from bastion.errors import UsageError
+        from bastion.domain.errors import UsageError
 
         if resume is not None and not re.fullmatch(r"inc-\d{8}T\d{6}Z-[0-9a-f]{4}", resume):
             raise UsageError(
@@ -750,7 +750,7 @@ def allow(
 
     def run() -> None:
         from bastion import allow as use
-        from bastion.errors import UsageError
+        from bastion.domain.errors import UsageError
 
         chosen = [bool(target), list_rules, revoke is not None, prune]
         if sum(chosen) != 1:
@@ -841,7 +841,7 @@ def audit(
         from bastion.allow import parse_duration
         from bastion.audit import AuditOptions
         from bastion.audit import audit as run_audit
-        from bastion.errors import AuditFailed, UsageError
+        from bastion.domain.errors import AuditFailed, UsageError
 
         age = parse_duration(max_key_age)
         if age is None:

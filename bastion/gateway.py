@@ -10,22 +10,21 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from bastion import keys
-from bastion.allow import is_expired, rule_view, without_expired
-from bastion.apply import QuietReporter, Reporter, apply_plan, json_line, wait_until
-from bastion.aws import Ec2, make_session
-from bastion.callerip import Fetch, detect_caller_cidr, https_fetch, is_world_open, normalize_cidr
-from bastion.clock import Clock, SystemClock
-from bastion.errors import (
-    BastionError,
-    CallerIpError,
-    ConflictError,
-    SshError,
-    UsageError,
+from bastion.adapters import keys
+from bastion.adapters.callerip import (
+    Fetch,
+    detect_caller_cidr,
+    https_fetch,
+    is_world_open,
+    normalize_cidr,
 )
-from bastion.inventory import observe
-from bastion.localstate import GatewayFiles
-from bastion.model import (
+from bastion.adapters.localstate import GatewayFiles
+from bastion.allow import is_expired, rule_view, without_expired
+from bastion.aws import Ec2, make_session
+from bastion.domain.apply import QuietReporter, Reporter, apply_plan, json_line, wait_until
+from bastion.domain.clock import Clock, SystemClock
+from bastion.domain.errors import BastionError, CallerIpError, ConflictError, SshError, UsageError
+from bastion.domain.model import (
     TAG_ADMIN_KEY_CREATED_AT,
     TAG_ADMIN_KEY_FINGERPRINT,
     TAG_CREATED_AT,
@@ -48,8 +47,9 @@ from bastion.model import (
     ObservedGateway,
     Plan,
 )
-from bastion.plan import Network, group_name, key_pair_name, plan_down, plan_up
-from bastion.settings import Settings, image_family, image_parameter
+from bastion.domain.plan import Network, group_name, key_pair_name, plan_down, plan_up
+from bastion.domain.settings import Settings, image_family, image_parameter
+from bastion.inventory import observe
 
 if TYPE_CHECKING:
     import boto3
@@ -83,7 +83,7 @@ class OpenSshProbe:
 
     def tcp_reachable(self, host: str, port: int) -> bool:
         """Tell whether tcp `host:port` accepts a connection."""
-        from bastion.ssh import Endpoint, tcp_reachable
+        from bastion.adapters.ssh import Endpoint, tcp_reachable
 
         return tcp_reachable(Endpoint(host, port))
 
@@ -93,7 +93,7 @@ class OpenSshProbe:
         """Log in with the key, refusing any host key but the pinned one."""
         from pathlib import Path
 
-        from bastion.ssh import Endpoint, verify_login
+        from bastion.adapters.ssh import Endpoint, verify_login
 
         return verify_login(Endpoint(host, port), user, Path(key_path), pinned_host_key)
 
@@ -110,7 +110,7 @@ class OpenSshProbe:
         """Run one request over the key-management channel (secrets on stdin only)."""
         from pathlib import Path
 
-        from bastion.ssh import Endpoint, run_keyctl
+        from bastion.adapters.ssh import Endpoint, run_keyctl
 
         return run_keyctl(
             Endpoint(host, port), user, Path(key_path), pinned_host_key, command, stdin_data=stdin
@@ -157,7 +157,7 @@ def open_context(settings: Settings, deps: Deps, lock_for: str | None = None) ->
     ec2 = deps.ec2(settings)
     folder = settings.gateway_dir(ec2.region).expanduser()
     if lock_for is not None:
-        from bastion.lock import hold_gateway_lock
+        from bastion.adapters.lock import hold_gateway_lock
 
         hold_gateway_lock(
             folder.with_name(f"{settings.name}.lock"),
@@ -433,7 +433,7 @@ class UpHandlers:
 
     def authorize(self, action: Action, results: dict[str, Any]) -> None:
         """Add one ingress or egress rule to the gateway group."""
-        from bastion.apply import resolve
+        from bastion.domain.apply import resolve
 
         assert self.group_id
         egress = action.kind.endswith("egress")
@@ -448,7 +448,7 @@ class UpHandlers:
 
     def launch_instance(self, action: Action, results: dict[str, Any]) -> None:
         """Launch the gateway with a fresh host key seeded through cloud-init, then pin it."""
-        from bastion.render import SshdParams, UserDataParams, render_user_data
+        from bastion.adapters.render import SshdParams, UserDataParams, render_user_data
 
         assert self.group_id and self.key_name
         settings = self.ctx.settings
@@ -549,7 +549,7 @@ class UpHandlers:
 
     def authorize_app_ssh(self, action: Action, results: dict[str, Any]) -> None:
         """Let the gateway group reach sg-app on tcp/22."""
-        from bastion.apply import resolve
+        from bastion.domain.apply import resolve
 
         results.setdefault("new gateway group", self.group_id)
         self.ctx.ec2.authorize(
@@ -795,7 +795,7 @@ def _tag_time(instance: InstanceInfo, tag: str) -> datetime | None:
 
 
 def _no_local() -> Any:
-    from bastion.model import LocalKeys
+    from bastion.domain.model import LocalKeys
 
     return LocalKeys(None, None, None)
 

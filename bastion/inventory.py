@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from bastion.aws import Ec2
-from bastion.errors import ConflictError
-from bastion.model import (
+from bastion.domain.errors import ConflictError
+from bastion.domain.model import (
     TAG_GENERATION,
     TAG_INCIDENT,
     TAG_RETIRING,

@@ -15,25 +15,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from bastion import keys
-from bastion.apply import apply_plan, wait_until
-from bastion.errors import ConflictError, HostKeyMismatchError, NotFoundError, SshError
-from bastion.gateway import (
-    Context,
-    Deps,
-    UpHandlers,
-    _journal,
-    _referencing_app_group,
-    _refresh_ssh_config,
-    _tag_time,
-    allowed_cidrs,
-    base_tags,
-    endpoint_for,
-    open_context,
-)
-from bastion.inventory import observe
-from bastion.localstate import GatewayFiles
-from bastion.model import (
+from bastion.adapters import keys
+from bastion.adapters.localstate import GatewayFiles
+from bastion.domain.apply import apply_plan, wait_until
+from bastion.domain.errors import ConflictError, HostKeyMismatchError, NotFoundError, SshError
+from bastion.domain.model import (
     TAG_GENERATION,
     TAG_HOST_KEY_CREATED_AT,
     TAG_HOST_KEY_FINGERPRINT,
@@ -49,7 +35,7 @@ from bastion.model import (
     Ref,
     SecurityGroup,
 )
-from bastion.plan import (
+from bastion.domain.plan import (
     Network,
     key_pair_name,
     plan_relaunch_switch,
@@ -57,7 +43,21 @@ from bastion.plan import (
     plan_rotate_login,
     plan_up,
 )
-from bastion.settings import Settings
+from bastion.domain.settings import Settings
+from bastion.gateway import (
+    Context,
+    Deps,
+    UpHandlers,
+    _journal,
+    _referencing_app_group,
+    _refresh_ssh_config,
+    _tag_time,
+    allowed_cidrs,
+    base_tags,
+    endpoint_for,
+    open_context,
+)
+from bastion.inventory import observe
 
 log = logging.getLogger(__name__)
 

@@ -41,8 +41,8 @@ def main() -> None:
         import boto3
 
         from bastion.burn import burn
+        from bastion.domain.settings import load_settings
         from bastion.gateway import down, status, up
-        from bastion.settings import load_settings
 
         app_sg = seed_layout(boto3.client("ec2"))["app"]
         settings = load_settings({"app_sg": app_sg, "allow": ("203.0.113.7/32",), "verify": False})

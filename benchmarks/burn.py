@@ -27,8 +27,8 @@ def one_burn(app_sg: str) -> dict[str, Any]:
     from bastion.aws import is_mutating
     from bastion.burn import CONTAINMENT_OPERATIONS as CONTAINMENT
     from bastion.burn import burn
+    from bastion.domain.settings import load_settings
     from bastion.gateway import Deps, up
-    from bastion.settings import load_settings
 
     settings = load_settings({"app_sg": app_sg, "allow": ("203.0.113.7/32",), "verify": False})
     mutating: list[str] = []

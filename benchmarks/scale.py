@@ -56,8 +56,8 @@ def main() -> None:
         import boto3
 
         from bastion.access import ssh_config
+        from bastion.domain.settings import load_settings
         from bastion.gateway import Deps, status, up
-        from bastion.settings import load_settings
 
         client = boto3.client("ec2")
         app_sg = seed_layout(client)["app"]

@@ -40,7 +40,7 @@ def isolated_environment(
 def release_gateway_locks() -> Iterator[None]:
     """Drop the gateway locks a test's commands took (a real process drops them on exit)."""
     yield
-    from bastion.lock import release_all
+    from bastion.adapters.lock import release_all
 
     release_all()
 

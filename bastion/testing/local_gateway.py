@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from bastion.errors import BastionError
+from bastion.domain.errors import BastionError
 
 SSHD = "/usr/sbin/sshd"
 PRIVSEP_DIR = Path("/run/sshd")

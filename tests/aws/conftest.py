@@ -12,9 +12,9 @@ import pytest
 from moto import mock_aws
 
 from bastion.aws import Ec2, is_mutating, make_session
-from bastion.clock import FakeClock
+from bastion.domain.clock import FakeClock
+from bastion.domain.settings import Settings, load_settings
 from bastion.gateway import Deps
-from bastion.settings import Settings, load_settings
 
 CALLER_IP = "203.0.113.7"
 
@@ -32,8 +32,8 @@ class FakeProbe:
         return self.reachable
 
     def verify_login(self, host: str, port: int, user: str, key_path: str, pinned: str) -> str:
-        from bastion.errors import HostKeyMismatchError
-        from bastion.keys import fingerprint
+        from bastion.adapters.keys import fingerprint
+        from bastion.domain.errors import HostKeyMismatchError
 
         if self.host_key_override and self.host_key_override != pinned:
             raise HostKeyMismatchError("host key mismatch")

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from bastion import allow as use
-from bastion.clock import FakeClock
-from bastion.errors import ConflictError, NotFoundError
+from bastion.domain.clock import FakeClock
+from bastion.domain.errors import ConflictError, NotFoundError
 from bastion.gateway import Deps, status, up
 from tests.aws.conftest import CALLER_IP, CallCounter, FakeIp, make_settings
 

@@ -11,7 +11,7 @@ import pytest
 
 from bastion import allow as use
 from bastion.audit import AuditOptions, audit
-from bastion.clock import FakeClock
+from bastion.domain.clock import FakeClock
 from bastion.gateway import Deps, up
 from tests.aws.conftest import CallCounter, make_settings
 

@@ -16,9 +16,9 @@ from bastion.burn import (
     burn,
     incidents_dir,
 )
-from bastion.clock import FakeClock
+from bastion.domain.clock import FakeClock
+from bastion.domain.model import Action
 from bastion.gateway import Deps, up
-from bastion.model import Action
 from tests.aws.conftest import CallCounter, make_settings
 
 # Written out here, not imported from bastion.burn, so the test states what containment is.
@@ -312,7 +312,7 @@ def test_a_burn_killed_at_any_step_resumes_without_undoing_containment(
 
 
 def test_no_gateway_is_a_not_found_error(deps: Deps) -> None:
-    from bastion.errors import NotFoundError
+    from bastion.domain.errors import NotFoundError
 
     with pytest.raises(NotFoundError, match="no live instance"):
         burn(make_settings(), deps)

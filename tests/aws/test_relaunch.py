@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
+from bastion.adapters.keys import fingerprint, load_key
 from bastion.aws import Ec2
+from bastion.domain.model import Action
 from bastion.gateway import Deps, status, up
-from bastion.keys import fingerprint, load_key
-from bastion.model import Action
 from bastion.rotate import relaunch_gateway
 from tests.aws.conftest import CallCounter, make_settings
 

@@ -14,9 +14,9 @@ import pytest
 from typer.testing import CliRunner
 
 from bastion.access import SshConfigOptions, ssh_config
-from bastion.errors import ExitStatus, NotFoundError, UsageError
+from bastion.adapters.keys import fingerprint
+from bastion.domain.errors import ExitStatus, NotFoundError, UsageError
 from bastion.gateway import Deps, up
-from bastion.keys import fingerprint
 from tests.aws.conftest import CallCounter, make_settings
 from tests.cli.conftest import invoke
 from tests.support import require

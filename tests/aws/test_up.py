@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from bastion.errors import ConflictError, NotFoundError, UsageError
+from bastion.domain.errors import ConflictError, NotFoundError, UsageError
 from bastion.gateway import Deps, down, status, up
 from tests.aws.conftest import CALLER_IP, CallCounter, FakeIp, make_settings
 

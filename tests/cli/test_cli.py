@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from bastion.errors import ExitStatus
+from bastion.domain.errors import ExitStatus
 from bastion.gateway import Deps
 from tests.aws.conftest import CallCounter, FakeIp
 from tests.cli.conftest import invoke

@@ -182,7 +182,7 @@ def test_lifecycle_up_status_ssh_up_again_down_leaves_nothing(world: World) -> N
 def test_a_gateway_answering_with_another_host_key_fails_verification(world: World) -> None:
     assert world.bastion("up", "--json").returncode == 0
     pinned = world.home / "us-east-1" / "default" / "host_ed25519.pub"
-    from bastion.keys import generate_key
+    from bastion.adapters.keys import generate_key
 
     pinned.write_text(generate_key("impostor").public_line + "\n")
 

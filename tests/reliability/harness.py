@@ -14,10 +14,10 @@ from moto import mock_aws
 
 from bastion.aws import Ec2, is_mutating, make_session
 from bastion.burn import burn
-from bastion.clock import FakeClock
+from bastion.domain.clock import FakeClock
+from bastion.domain.model import TAG_GENERATION, TAG_NAME
+from bastion.domain.settings import Settings, load_settings
 from bastion.gateway import Deps, down, up
-from bastion.model import TAG_GENERATION, TAG_NAME
-from bastion.settings import Settings, load_settings
 from tests.aws.conftest import FakeIp, FakeProbe
 from tests.faults import ec2_error
 

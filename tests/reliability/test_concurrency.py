@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from bastion.clock import FakeClock
-from bastion.errors import ConflictError, ExitStatus
+from bastion.adapters.lock import release_all
+from bastion.domain.clock import FakeClock
+from bastion.domain.errors import ConflictError, ExitStatus
+from bastion.domain.model import Action
 from bastion.gateway import Deps, up
-from bastion.lock import release_all
-from bastion.model import Action
 from tests.aws.conftest import CallCounter, make_settings
 from tests.cli.conftest import invoke
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bastion.errors import AwsAuthError
+from bastion.domain.errors import AwsAuthError
 from tests.reliability.harness import (
     Command,
     FailNth,

@@ -22,8 +22,8 @@ from cryptography.hazmat.primitives.serialization import (
     PublicFormat,
 )
 
-from bastion.render import SshdParams, UserDataParams, render_user_data
-from bastion.ssh import Endpoint
+from bastion.adapters.render import SshdParams, UserDataParams, render_user_data
+from bastion.adapters.ssh import Endpoint
 from bastion.testing import LocalGateway, sshd_binary
 
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from bastion.render import IMAGE_FAMILIES, SshdParams
+from bastion.adapters.render import IMAGE_FAMILIES, SshdParams
 
 if TYPE_CHECKING:
     from conftest import GatewayKeys

@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from bastion.errors import SshError
-from bastion.render import SshdParams, render_keyctl
-from bastion.ssh import Endpoint, public_key_fingerprint, run_keyctl, verify_login
+from bastion.adapters.render import SshdParams, render_keyctl
+from bastion.adapters.ssh import Endpoint, public_key_fingerprint, run_keyctl, verify_login
+from bastion.domain.errors import SshError
 from bastion.testing import LocalGateway
 
 if TYPE_CHECKING:
@@ -145,7 +145,7 @@ def test_host_key_verbs_stage_activate_and_remove_over_the_admin_channel(
     """Stage a host key (private half on stdin), switch sshd to it, remove the old one."""
     from conftest import make_key_pair
 
-    from bastion.errors import HostKeyMismatchError
+    from bastion.domain.errors import HostKeyMismatchError
 
     new = make_key_pair(tmp_path, "new-host")
     old_body = " ".join(keys.host.public.split()[:2])

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from bastion.render import SshdParams
-from bastion.sshconfig import AppHost, ClientConfig, GatewayEntry, render_client_config
+from bastion.adapters.render import SshdParams
+from bastion.adapters.sshconfig import AppHost, ClientConfig, GatewayEntry, render_client_config
 from bastion.testing import LocalGateway
 from bastion.testing.app_host import LocalAppHost
 from tests.aws.conftest import FakeIp, FakeProbe, make_settings
@@ -161,7 +161,7 @@ def test_restricted_forwarding_lets_only_the_permitted_app_host_through(
 ) -> None:
     # This test is about sshd's PermitOpen, not EC2's 16 KB user-data limit (which the
     # rendered user data nearly fills without PermitOpen at the moment).
-    monkeypatch.setattr("bastion.render.USER_DATA_LIMIT", 64 * 1024)
+    monkeypatch.setattr("bastion.adapters.render.USER_DATA_LIMIT", 64 * 1024)
     params = SshdParams(port=2222, permit_open=(f"127.0.0.1:{app_host.port}",))
     with LocalGateway(user_data_for(keys, sshd=params)) as restricted:
         config = generated_config(tmp_path, restricted, keys, keys.host.public, app_host)
@@ -192,7 +192,7 @@ def test_written_config_follows_a_relaunch_with_a_new_host_key(
     from moto import mock_aws
 
     from bastion.access import SshConfigOptions, ssh_config
-    from bastion.clock import FakeClock
+    from bastion.domain.clock import FakeClock
     from bastion.gateway import Deps, up
     from bastion.testing import free_port
 

@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from bastion.errors import HostKeyMismatchError, SshError, TimeoutExpired, UsageError
-from bastion.ssh import (
+from bastion.adapters.ssh import (
     Endpoint,
     public_key_fingerprint,
     run_keyctl,
     tcp_reachable,
     verify_login,
 )
+from bastion.domain.errors import HostKeyMismatchError, SshError, TimeoutExpired, UsageError
 from bastion.testing import LocalGateway, free_port
 
 if TYPE_CHECKING:

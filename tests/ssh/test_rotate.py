@@ -16,15 +16,15 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from bastion.adapters.keys import load_key
+from bastion.adapters.ssh import Endpoint, verify_login
 from bastion.aws import make_session
-from bastion.clock import FakeClock
-from bastion.errors import AwsAuthError, SshError
+from bastion.domain.clock import FakeClock
+from bastion.domain.errors import AwsAuthError, SshError
+from bastion.domain.model import Action
+from bastion.domain.settings import Settings, load_settings
 from bastion.gateway import Deps, OpenSshProbe, status, up
-from bastion.keys import load_key
-from bastion.model import Action
 from bastion.rotate import parse_authorized_fingerprints, rotate_login
-from bastion.settings import Settings, load_settings
-from bastion.ssh import Endpoint, verify_login
 from bastion.testing.local_gateway import LocalGateway
 from bastion.testing.stand_in import running_gateway
 from tests.faults import Fault
@@ -225,7 +225,7 @@ def test_a_new_key_the_server_refuses_is_rolled_back(world: World) -> None:
     def sabotage(action: Action) -> None:
         # Swap the new private key for another one just before the proof: the server refuses it.
         if action.kind == "verify_next_login":
-            from bastion.keys import generate_key, save_key
+            from bastion.adapters.keys import generate_key, save_key
 
             save_key(world.folder / "login_ed25519.next", generate_key("impostor"))
 

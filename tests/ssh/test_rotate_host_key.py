@@ -13,12 +13,18 @@ import pytest
 import test_rotate
 from test_rotate import Crash, World
 
-from bastion.errors import HostKeyMismatchError, SshError
+from bastion.adapters.keys import (
+    fingerprint,
+    generate_key,
+    load_key,
+    public_key_body,
+    write_public_text,
+)
+from bastion.adapters.ssh import Endpoint, verify_login
+from bastion.domain.errors import HostKeyMismatchError, SshError
+from bastion.domain.model import Action
 from bastion.gateway import status
-from bastion.keys import fingerprint, generate_key, load_key, public_key_body, write_public_text
-from bastion.model import Action
 from bastion.rotate import rotate_host_key
-from bastion.ssh import Endpoint, verify_login
 
 world = test_rotate.world  # the moto + real-sshd world of the login-key tests
 

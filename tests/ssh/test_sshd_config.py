@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from bastion.render import SshdParams, render_sshd_config
+from bastion.adapters.render import SshdParams, render_sshd_config
 
 if TYPE_CHECKING:
     from conftest import GatewayKeys

@@ -15,9 +15,9 @@ from bastion.allow import (
     plan_revoke,
     prune_actions,
 )
-from bastion.errors import ConflictError, NotFoundError, UsageError
-from bastion.model import IngressRule, SecurityGroup
-from bastion.plan import rule_description
+from bastion.domain.errors import ConflictError, NotFoundError, UsageError
+from bastion.domain.model import IngressRule, SecurityGroup
+from bastion.domain.plan import rule_description
 
 NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 ALICE = "arn:aws:iam::123456789012:user/alice"

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 import pytest
 
 from bastion.audit import AuditOptions, Snapshot, fix_plan, run_checks
-from bastion.errors import NotFoundError, UsageError
-from bastion.model import IngressRule, InstanceInfo, SecurityGroup
+from bastion.domain.errors import NotFoundError, UsageError
+from bastion.domain.model import IngressRule, InstanceInfo, SecurityGroup
 
 NOW = datetime(2026, 11, 26, tzinfo=UTC)
 GW_TAGS = {"bastion:name": "default", "bastion:role": "gateway-group", "bastion:generation": "1"}

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bastion.callerip import detect_caller_cidr, is_world_open, normalize_cidr
-from bastion.errors import CallerIpError, UsageError
+from bastion.adapters.callerip import detect_caller_cidr, is_world_open, normalize_cidr
+from bastion.domain.errors import CallerIpError, UsageError
 
 SERVICES = ("https://a.example", "https://b.example", "https://c.example")
 

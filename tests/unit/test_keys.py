@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bastion import keys
-from bastion.errors import InsecureFileError
+from bastion.adapters import keys
+from bastion.domain.errors import InsecureFileError
 
 
 def test_saved_key_is_0600_in_a_0700_folder_and_loads_back(tmp_path: Path) -> None:

@@ -6,8 +6,8 @@ from dataclasses import replace
 
 import pytest
 
-from bastion.errors import ConflictError
-from bastion.model import (
+from bastion.domain.errors import ConflictError
+from bastion.domain.model import (
     GatewaySpec,
     IngressRule,
     InstanceInfo,
@@ -16,7 +16,7 @@ from bastion.model import (
     ObservedGateway,
     SecurityGroup,
 )
-from bastion.plan import Network, plan_down, plan_up
+from bastion.domain.plan import Network, plan_down, plan_up
 
 NET = Network("subnet-1", "vpc-1", "172.31.0.0/16")
 SPEC = GatewaySpec(

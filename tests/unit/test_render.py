@@ -16,9 +16,8 @@ from cryptography.hazmat.primitives.serialization import (
     PublicFormat,
 )
 
-from bastion import render
-from bastion.errors import UsageError
-from bastion.render import (
+from bastion.adapters import render
+from bastion.adapters.render import (
     IMAGE_FAMILIES,
     SshdParams,
     UserDataParams,
@@ -26,6 +25,7 @@ from bastion.render import (
     render_sshd_config,
     render_user_data,
 )
+from bastion.domain.errors import UsageError
 
 
 def key_pair(comment: str) -> tuple[str, str]:

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from bastion import sshconfig
-from bastion.errors import UsageError
-from bastion.sshconfig import (
+from bastion.adapters import sshconfig
+from bastion.adapters.sshconfig import (
     AppHost,
     ClientConfig,
     GatewayEntry,
@@ -22,6 +21,7 @@ from bastion.sshconfig import (
     render_client_config,
     write_if_changed,
 )
+from bastion.domain.errors import UsageError
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "ssh_config_demo.txt"
 GATEWAY_DIR = Path("/home/alice/.local/share/bastion/eu-west-1/demo")

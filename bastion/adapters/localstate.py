@@ -7,8 +7,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from bastion import keys
-from bastion.model import LocalKeys
+from bastion.adapters import keys
+from bastion.domain.model import LocalKeys
 
 
 @dataclass(frozen=True)

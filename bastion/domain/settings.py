@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bastion.errors import UsageError
+from bastion.domain.errors import UsageError
 
 DEFAULT_PORT = 62222
 IMAGE_PARAMETERS = {

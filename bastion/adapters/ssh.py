@@ -19,7 +19,7 @@ from pathlib import Path
 
 import paramiko
 
-from bastion.errors import HostKeyMismatchError, SshError, TimeoutExpired, UsageError
+from bastion.domain.errors import HostKeyMismatchError, SshError, TimeoutExpired, UsageError
 
 _log = logging.getLogger(__name__)
 

@@ -6,8 +6,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bastion.errors import ConflictError
-from bastion.model import (
+from bastion.domain.errors import ConflictError
+from bastion.domain.model import (
     LABEL_ME,
     RULE_PREFIX,
     Action,
@@ -468,7 +468,7 @@ def plan_rotate_host_key(
     staged key the server never received is made again. Order: trust both, stage, activate,
     prove the new key alone, pin it, remove the old one, trust only the new one, tag.
     """
-    from bastion.keys import fingerprint
+    from bastion.adapters.keys import fingerprint
 
     on_server = [k for k in (server_active, server_staged) if k]
     fresh = staged is None or staged not in on_server

@@ -8,9 +8,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from bastion.clock import Clock
-from bastion.errors import BastionError, TimeoutExpired
-from bastion.model import Action, Plan, Ref
+from bastion.domain.clock import Clock
+from bastion.domain.errors import BastionError, TimeoutExpired
+from bastion.domain.model import Action, Plan, Ref
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from bastion.errors import CallerIpError, UsageError
+from bastion.domain.errors import CallerIpError, UsageError
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bastion.errors import InsecureFileError, UsageError
+from bastion.domain.errors import InsecureFileError, UsageError
 
 PRIVATE_FILE_MODE = 0o600
 PRIVATE_DIR_MODE = 0o700

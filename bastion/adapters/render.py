@@ -53,7 +53,7 @@ from pathlib import Path
 
 import jinja2
 
-from bastion.errors import UsageError
+from bastion.domain.errors import UsageError
 
 SSHD_CONFIG_PATH = "/etc/ssh/sshd_config"
 KEYCTL_PATH = "/usr/local/sbin/bastion-keyctl"
@@ -312,7 +312,7 @@ def _templates_dir() -> Traversable:
     packaged = resources.files("bastion") / "templates"
     if packaged.is_dir():
         return packaged
-    return Path(__file__).resolve().parents[1] / "templates"
+    return Path(__file__).resolve().parents[2] / "templates"
 
 
 def _load_template(name: str) -> str:

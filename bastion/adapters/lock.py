@@ -15,10 +15,10 @@ import fcntl
 import os
 from pathlib import Path
 
-from bastion import keys
-from bastion.apply import Reporter
-from bastion.clock import Clock
-from bastion.errors import ConflictError
+from bastion.adapters import keys
+from bastion.domain.apply import Reporter
+from bastion.domain.clock import Clock
+from bastion.domain.errors import ConflictError
 
 POLL_SECONDS = 0.5
 

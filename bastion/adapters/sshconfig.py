@@ -26,7 +26,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from bastion.errors import UsageError
+from bastion.domain.errors import UsageError
 
 CONFIG_DIR_NAME = "config.d"
 FILE_PREFIX = "bastion-"
