@@ -24,13 +24,14 @@ from bastion.adapters.sshconfig import (
     WrittenConfig,
 )
 from bastion.domain.errors import ConflictError, NotFoundError, SshError, UsageError
-from bastion.domain.model import TAG_LOGIN_USER, InstanceInfo
+from bastion.domain.model import InstanceInfo
 from bastion.domain.settings import Settings
+from bastion.domain.tags import TAG_LOGIN_USER
 from bastion.gateway import Context, Deps, endpoint_for, open_context, recover_pin
 from bastion.inventory import observe
 
 if TYPE_CHECKING:
-    from bastion.aws import Ec2
+    from bastion.adapters.aws.client import Ec2
     from bastion.domain.apply import Reporter
 
 log = logging.getLogger(__name__)
@@ -203,17 +204,17 @@ def build_client_config(
     app_group_id = (
         observed.app_group.group_id
         if observed.app_group
-        else (ec2.group_referencing(group_ids) if group_ids else None)
+        else (ec2.groups.group_referencing(group_ids) if group_ids else None)
     )
     app_hosts = tuple(
         AppHost(i.instance_id, i.tags.get("Name"), i.private_ip)
-        for i in (ec2.running_in_group(app_group_id) if app_group_id else ())
+        for i in (ec2.compute.running_in_group(app_group_id) if app_group_id else ())
         if i.private_ip and i.instance_id != instance.instance_id
     )
     if options.hosts:
         patterns, source = options.hosts, "--hosts"
     else:
-        subnet = ec2.subnet(instance.subnet_id) if instance.subnet_id else None
+        subnet = ec2.network.subnet(instance.subnet_id) if instance.subnet_id else None
         patterns = sshconfig.cidr_patterns(subnet.vpc_cidr) if subnet else ()
         source = f"{subnet.vpc_id} {subnet.vpc_cidr}" if subnet else ""
     root = files.root.absolute()
@@ -241,7 +242,7 @@ def permit_open_targets(ec2: Ec2, app_group_id: str | None) -> tuple[str, ...]:
         raise UsageError(
             "--restrict-forwarding needs to know the app hosts; pass --app-sg with their group"
         )
-    addresses = {i.private_ip for i in ec2.running_in_group(app_group_id) if i.private_ip}
+    addresses = {i.private_ip for i in ec2.compute.running_in_group(app_group_id) if i.private_ip}
     if not addresses:
         raise UsageError(
             f"--restrict-forwarding: no running instance in {app_group_id} to permit; start "
@@ -262,7 +263,7 @@ def permit_open_in(user_data: str) -> tuple[str, ...]:
 
 def stale_permit_open(ec2: Ec2, instance: InstanceInfo, wanted: tuple[str, ...]) -> str | None:
     """Say which app hosts a running gateway's PermitOpen does not let through, if any."""
-    current = permit_open_in(ec2.user_data(instance.instance_id))
+    current = permit_open_in(ec2.compute.user_data(instance.instance_id))
     missing = [t for t in wanted if t not in current]
     if not missing:
         return None

@@ -487,14 +487,14 @@ def _change(
     ec2 = ctx.ec2
 
     def authorize(action: Action, results: dict[str, Any]) -> None:
-        ec2.authorize(action.params["group_id"], action.params["permission"], egress=False)
+        ec2.groups.authorize(action.params["group_id"], action.params["permission"], egress=False)
 
     def revoke_rules(action: Action, results: dict[str, Any]) -> None:
-        ec2.revoke(action.params["group_id"], action.params["rule_ids"], egress=False)
+        ec2.groups.revoke(action.params["group_id"], action.params["rule_ids"], egress=False)
 
     def renew(action: Action, results: dict[str, Any]) -> None:
         params = action.params
-        ec2.set_rule_description(params["group_id"], params["rule"], params["description"])
+        ec2.groups.set_rule_description(params["group_id"], params["rule"], params["description"])
 
     handlers = {
         "prune_ingress": revoke_rules,
@@ -503,7 +503,7 @@ def _change(
         "renew_ingress": renew,
     }
     outcome = apply_plan(plan, dict(handlers), deps.reporter, before_each=deps.before_each)
-    after = ec2.group(group.group_id)
+    after = ec2.groups.group(group.group_id)
     rules = [rule_view(r, now, ctx.operator) for r in after.ingress]
     return AllowResult(plan, outcome.done, rules, group.group_id)
 

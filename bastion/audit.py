@@ -16,24 +16,19 @@ from typing import TYPE_CHECKING, Any
 from bastion.adapters.callerip import is_world_open
 from bastion.allow import expired_rules, prune_actions
 from bastion.domain.errors import NotFoundError, UsageError
-from bastion.domain.model import (
+from bastion.domain.model import Action, IngressRule, InstanceInfo, KeyPairInfo, Plan, SecurityGroup
+from bastion.domain.settings import DEFAULT_PORT
+from bastion.domain.tags import (
     TAG_GENERATION,
     TAG_INCIDENT,
     TAG_INCIDENT_STATE,
     TAG_KEY_FINGERPRINT,
     TAG_NAME,
     TAG_ROLE,
-    Action,
-    IngressRule,
-    InstanceInfo,
-    KeyPairInfo,
-    Plan,
-    SecurityGroup,
 )
-from bastion.domain.settings import DEFAULT_PORT
 
 if TYPE_CHECKING:
-    from bastion.aws import Ec2
+    from bastion.adapters.aws.client import Ec2
     from bastion.domain.settings import Settings
     from bastion.gateway import Deps
 
@@ -105,15 +100,15 @@ class Layout:
 
 def read_snapshot(ec2: Ec2, now: datetime) -> Snapshot:
     """Read groups, gateway instances, their volumes and login keys (five paginated reads)."""
-    groups = ec2.all_groups()
-    gateways = ec2.all_gateway_instances()
+    groups = ec2.groups.all_groups()
+    gateways = ec2.compute.all_gateway_instances()
     volumes = [v for i in gateways for v in i.volume_ids]
     return Snapshot(
         now=now,
         groups=tuple(groups),
         gateways=tuple(gateways),
-        volumes_encrypted=ec2.volume_encryption(volumes),
-        key_pairs=tuple(ec2.all_login_key_pairs()),
+        volumes_encrypted=ec2.compute.volume_encryption(volumes),
+        key_pairs=tuple(ec2.key_pairs.all_login_key_pairs()),
     )
 
 
@@ -547,13 +542,13 @@ def audit(
         return AuditResult(findings, plan, [], [])
 
     def revoke(action: Action, results: dict[str, Any]) -> None:
-        ec2.revoke(action.params["group_id"], action.params["rule_ids"], egress=False)
+        ec2.groups.revoke(action.params["group_id"], action.params["rule_ids"], egress=False)
 
     def require_imdsv2(action: Action, results: dict[str, Any]) -> None:
-        ec2.require_imdsv2(action.params["instance_id"])
+        ec2.compute.require_imdsv2(action.params["instance_id"])
 
     def delete_group(action: Action, results: dict[str, Any]) -> None:
-        ec2.delete_group(action.params["group_id"])
+        ec2.groups.delete_group(action.params["group_id"])
 
     handlers = {
         "revoke_rule": revoke,

@@ -21,10 +21,12 @@ from typing import Any
 
 from bastion.adapters import keys
 from bastion.adapters.localstate import GatewayFiles
-from bastion.aws import is_mutating
 from bastion.domain.apply import json_line, wait_until
+from bastion.domain.calls import is_mutating
 from bastion.domain.errors import ConflictError, NotFoundError, UsageError
-from bastion.domain.model import (
+from bastion.domain.model import Action, InstanceInfo
+from bastion.domain.settings import Settings
+from bastion.domain.tags import (
     TAG_HOST_KEY_FINGERPRINT,
     TAG_IMAGE,
     TAG_INCIDENT,
@@ -35,10 +37,7 @@ from bastion.domain.model import (
     TAG_NAME,
     TAG_PORT,
     TAG_ROLE,
-    Action,
-    InstanceInfo,
 )
-from bastion.domain.settings import Settings
 from bastion.gateway import Context, Deps, allowed_cidrs, open_context, up
 
 log = logging.getLogger(__name__)
@@ -194,7 +193,7 @@ def burn(
     folder = ctx.files.incidents
     incident = _find_incident(ctx, folder, resume)
     instance: InstanceInfo | None
-    found = ctx.ec2.find_instances(settings.name) if incident is None else []
+    found = ctx.ec2.compute.find_instances(settings.name) if incident is None else []
     if incident is None:
         incident = _adopt_tagged_incident(found, settings, ctx, started)
     if incident is None:
@@ -220,7 +219,11 @@ def burn(
         }
     else:
         iid = incident.pre_incident["instance_id"]
-        instance = None if ctx.ec2.instance_state(iid) == "terminated" else ctx.ec2.instance(iid)
+        instance = (
+            None
+            if ctx.ec2.compute.instance_state(iid) == "terminated"
+            else ctx.ec2.compute.instance(iid)
+        )
     steps = list(CONTAIN + PRESERVE + DESTROY)
     if relaunch:
         steps += list(RELAUNCH)
@@ -237,7 +240,7 @@ def burn(
     if relaunch:
         incident.mark("recovered", deps.clock.now())
     if run.instance is not None:  # kept for forensics: no longer an unfinished incident
-        ctx.ec2.tag(run.instance.instance_id, {TAG_INCIDENT_STATE: CLOSED})
+        ctx.ec2.compute.tag(run.instance.instance_id, {TAG_INCIDENT_STATE: CLOSED})
     incident.state = CLOSED
     run.save()
     return BurnResult(incident, record_path, todo, False)
@@ -389,8 +392,8 @@ class BurnRun:
         addresses = [
             f"{ip}/32" for ip in (self.pre.get("private_ip"), self.pre.get("public_ip")) if ip
         ]
-        for group_id, rules in ec2.groups_admitting(own, addresses):
-            ec2.revoke(group_id, [r.rule_id for r in rules], egress=False)
+        for group_id, rules in ec2.groups.groups_admitting(own, addresses):
+            ec2.groups.revoke(group_id, [r.rule_id for r in rules], egress=False)
             revoked.append(
                 {
                     "group_id": group_id,
@@ -412,7 +415,7 @@ class BurnRun:
             return {"skipped": "no private IP"}
         cidr = f"{ip}/32"
         added = self.incident.containment.setdefault("acl_entries", [])
-        for acl_id, entries in self.ctx.ec2.vpc_network_acls(self.pre["vpc_id"]):
+        for acl_id, entries in self.ctx.ec2.network.vpc_network_acls(self.pre["vpc_id"]):
             for egress in (False, True):
                 same = [
                     e
@@ -425,7 +428,7 @@ class BurnRun:
                     continue
                 taken = {int(e["RuleNumber"]) for e in entries if e.get("Egress") == egress}
                 number = next(n for n in range(1, 32767) if n not in taken)
-                self.ctx.ec2.add_acl_deny(acl_id, number, egress, cidr)
+                self.ctx.ec2.network.add_acl_deny(acl_id, number, egress, cidr)
                 added.append({"acl_id": acl_id, "number": number, "egress": egress})
                 entries.append(
                     {
@@ -441,10 +444,10 @@ class BurnRun:
         ec2 = self.ctx.ec2
         name = self._group_name(kind)
         vpc = self.pre["vpc_id"]
-        existing = ec2.find_group_by_name(name, vpc)
+        existing = ec2.groups.find_group_by_name(name, vpc)
         if existing:
             return existing
-        group_id = ec2.create_group(
+        group_id = ec2.groups.create_group(
             name,
             f"bastion incident {self.incident.incident_id}: {kind}",
             vpc,
@@ -455,28 +458,30 @@ class BurnRun:
                 ("IpRanges", {"CidrIp": "0.0.0.0/0"}),
                 ("Ipv6Ranges", {"CidrIpv6": "::/0"}),
             ):
-                ec2.authorize(group_id, {"IpProtocol": "-1", cidr_key: [cidr]}, egress=False)
+                ec2.groups.authorize(group_id, {"IpProtocol": "-1", cidr_key: [cidr]}, egress=False)
         else:
-            default = [r.rule_id for r in ec2.group(group_id).egress]
+            default = [r.rule_id for r in ec2.groups.group(group_id).egress]
             if default:
-                ec2.revoke(group_id, default, egress=True)
+                ec2.groups.revoke(group_id, default, egress=True)
         return group_id
 
     def _interfaces_in(self, group_id: str) -> bool:
         if self.instance is None:
             return True
-        current = self.ctx.ec2.instance(self.instance.instance_id)
+        current = self.ctx.ec2.compute.instance(self.instance.instance_id)
         return set(current.security_group_ids) == {group_id}
 
     def contain_open_group(self) -> dict[str, Any]:
         """Swap every interface into an allow-all group, so tracked flows become untracked."""
-        isolation = self.ctx.ec2.find_group_by_name(self._group_name("isolate"), self.pre["vpc_id"])
+        isolation = self.ctx.ec2.groups.find_group_by_name(
+            self._group_name("isolate"), self.pre["vpc_id"]
+        )
         if isolation and self._interfaces_in(isolation):
             return {"skipped": "already isolated"}  # never undo containment on a resume
         group_id = self._ensure_group("open")
         self.incident.containment["open_group"] = group_id
         for interface in self.pre["interface_ids"]:
-            self.ctx.ec2.set_interface_groups(interface, [group_id])
+            self.ctx.ec2.network.set_interface_groups(interface, [group_id])
         return {"group_id": group_id}
 
     def contain_isolation_group(self) -> dict[str, Any]:
@@ -484,14 +489,14 @@ class BurnRun:
         group_id = self._ensure_group("isolate")
         self.incident.containment["isolation_group"] = group_id
         for interface in self.pre["interface_ids"]:
-            self.ctx.ec2.set_interface_groups(interface, [group_id])
+            self.ctx.ec2.network.set_interface_groups(interface, [group_id])
         return {"group_id": group_id}
 
     def contain_elastic_ip(self) -> dict[str, Any]:
         """Detach Elastic IPs, keeping the allocations for the new gateway."""
         kept = self.incident.containment.setdefault("elastic_ips", [])
-        for address in self.ctx.ec2.addresses(self.pre["instance_id"]):
-            self.ctx.ec2.disassociate_address(address["AssociationId"])
+        for address in self.ctx.ec2.network.addresses(self.pre["instance_id"]):
+            self.ctx.ec2.network.disassociate_address(address["AssociationId"])
             if address["AllocationId"] not in kept:
                 kept.append(address["AllocationId"])
         return {"kept": kept}
@@ -502,8 +507,8 @@ class BurnRun:
         """Keep the instance from being terminated or vanishing while evidence is taken."""
         if self.instance is None:
             return
-        self.ctx.ec2.set_termination_protection(self.instance.instance_id, True)
-        self.ctx.ec2.set_shutdown_stops(self.instance.instance_id)
+        self.ctx.ec2.compute.set_termination_protection(self.instance.instance_id, True)
+        self.ctx.ec2.compute.set_shutdown_stops(self.instance.instance_id)
 
     def preserve_tag(self) -> None:
         """Mark everything of the instance with the incident id."""
@@ -519,14 +524,14 @@ class BurnRun:
             *self.pre["volume_ids"],
             *self.pre["interface_ids"],
         ):
-            self.ctx.ec2.tag(resource, tags)
+            self.ctx.ec2.compute.tag(resource, tags)
 
     def preserve_snapshots(self) -> dict[str, Any]:
         """Snapshot every volume once per incident."""
         ec2 = self.ctx.ec2
         done = {
             s["VolumeId"]: s["SnapshotId"]
-            for s in ec2.snapshots(TAG_INCIDENT, self.incident.incident_id)
+            for s in ec2.evidence.snapshots(TAG_INCIDENT, self.incident.incident_id)
         }
         for volume in self.pre["volume_ids"]:
             if volume not in done:
@@ -536,7 +541,7 @@ class BurnRun:
                     TAG_INCIDENT: self.incident.incident_id,
                     "Name": f"{volume} evidence",
                 }
-                done[volume] = ec2.snapshot(
+                done[volume] = ec2.evidence.snapshot(
                     volume, f"bastion incident {self.incident.incident_id} {volume}", tags
                 )
         self.incident.evidence["snapshots"] = done
@@ -545,7 +550,7 @@ class BurnRun:
     def preserve_console(self) -> dict[str, Any]:
         """Save the console output (and a screenshot if offered) with their sha256."""
         iid = self.pre["instance_id"]
-        text = self.ctx.ec2.console_output(iid) if self.instance is not None else ""
+        text = self.ctx.ec2.evidence.console_output(iid) if self.instance is not None else ""
         data = text.encode("utf-8", "replace")
         keys.write_private_text(self.folder / "console-output.txt", text)
         evidence = {
@@ -555,7 +560,7 @@ class BurnRun:
                 "bytes": len(data),
             }
         }
-        shot = self.ctx.ec2.console_screenshot(iid) if self.instance is not None else None
+        shot = self.ctx.ec2.evidence.console_screenshot(iid) if self.instance is not None else None
         if shot:
             path = self.folder / "console-screenshot.jpg"
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -575,8 +580,8 @@ class BurnRun:
     def destroy_key_pairs(self) -> dict[str, Any]:
         """Delete every EC2 key pair of the gateway: nothing may keep trusting it."""
         deleted = []
-        for key_pair in self.ctx.ec2.find_key_pairs(self.incident.name):
-            self.ctx.ec2.delete_key_pair(key_pair.name)
+        for key_pair in self.ctx.ec2.key_pairs.find_key_pairs(self.incident.name):
+            self.ctx.ec2.key_pairs.delete_key_pair(key_pair.name)
             deleted.append(key_pair.name)
         return {"deleted": deleted}
 
@@ -594,12 +599,12 @@ class BurnRun:
         ec2, iid = self.ctx.ec2, self.instance.instance_id
         target = "stopped" if self.keep_instance else "terminated"
         if self.keep_instance:
-            ec2.stop_instance(iid)
+            ec2.compute.stop_instance(iid)
         else:
-            ec2.set_termination_protection(iid, False)
-            ec2.terminate_instance(iid)
+            ec2.compute.set_termination_protection(iid, False)
+            ec2.compute.terminate_instance(iid)
         wait_until(
-            lambda: ec2.instance_state(iid) == target,
+            lambda: ec2.compute.instance_state(iid) == target,
             f"{iid} to be {target}",
             self.deps.clock,
             self.deps.reporter,
@@ -622,22 +627,22 @@ class BurnRun:
             # Delete only what is still there (a resume may find some gone), and only the deny
             # entries containment made; with the record lost (adopted from tags), those are the
             # deny entries for the burnt instance's own address.
-            for acl_id, entries in ec2.vpc_network_acls(self.pre["vpc_id"]):
+            for acl_id, entries in ec2.network.vpc_network_acls(self.pre["vpc_id"]):
                 for e in entries:
                     key = (acl_id, int(e["RuleNumber"]), bool(e.get("Egress")))
                     ours = e.get("RuleAction") == "deny" and e.get("CidrBlock") == f"{ip}/32"
                     if ours and (not recorded or key in recorded):
                         with contextlib.suppress(NotFoundError):
-                            ec2.delete_acl_entry(*key)
+                            ec2.network.delete_acl_entry(*key)
                         removed.append(f"acl {acl_id} #{key[1]}")
         kinds = ("open",) if self.instance is not None else ("open", "isolate")
         for kind in kinds:
-            group_id = ec2.find_group_by_name(self._group_name(kind), self.pre["vpc_id"])
+            group_id = ec2.groups.find_group_by_name(self._group_name(kind), self.pre["vpc_id"])
             if group_id:
-                ec2.delete_group(group_id)
+                ec2.groups.delete_group(group_id)
                 removed.append(group_id)
-        for group in ec2.find_gateway_groups(self.incident.name):
-            ec2.delete_group(group.group_id)
+        for group in ec2.groups.find_gateway_groups(self.incident.name):
+            ec2.groups.delete_group(group.group_id)
             removed.append(group.group_id)
         return {"removed": removed}
 
@@ -684,10 +689,10 @@ class BurnRun:
         new_group = self.incident.relaunch.get("security_group")
         added = []
         for group_id in self.incident.containment.get("app_groups", [])[1:]:
-            group = self.ctx.ec2.group(group_id)
+            group = self.ctx.ec2.groups.group(group_id)
             if any(r.source_group == new_group and r.admits_port(22) for r in group.ingress):
                 continue
-            self.ctx.ec2.authorize(
+            self.ctx.ec2.groups.authorize(
                 group_id,
                 {
                     "IpProtocol": "tcp",
@@ -711,7 +716,7 @@ class BurnRun:
         moved = []
         for allocation in self.incident.containment.get("elastic_ips", []):
             if new_instance:
-                self.ctx.ec2.associate_address(allocation, new_instance)
+                self.ctx.ec2.network.associate_address(allocation, new_instance)
                 moved.append(allocation)
         return {"moved": moved}
 
@@ -799,7 +804,9 @@ def planned_calls(
     for step in steps:
         todo: list[str] = []
         if step == "contain_app_ssh":
-            for group_id, rules in ec2.groups_admitting(pre["security_group_ids"], addresses):
+            for group_id, rules in ec2.groups.groups_admitting(
+                pre["security_group_ids"], addresses
+            ):
                 for r in rules:
                     source = r.source_group or r.cidr
                     todo.append(
@@ -807,7 +814,7 @@ def planned_calls(
                         f"from {source}"
                     )
         elif step == "contain_network_acl" and ip:
-            for acl_id, _ in ec2.vpc_network_acls(pre["vpc_id"]):
+            for acl_id, _ in ec2.network.vpc_network_acls(pre["vpc_id"]):
                 todo += [
                     f"CreateNetworkAclEntry {acl_id} deny {ip}/32 {way}"
                     for way in ("inbound", "outbound")
@@ -819,7 +826,7 @@ def planned_calls(
             todo.append(f"CreateSecurityGroup {group}-isolate (no rules)")
             todo += [f"ModifyNetworkInterfaceAttribute {n} -> {group}-isolate" for n in interfaces]
         elif step == "contain_elastic_ip":
-            todo += [f"DisassociateAddress {a['PublicIp']}" for a in ec2.addresses(iid)]
+            todo += [f"DisassociateAddress {a['PublicIp']}" for a in ec2.network.addresses(iid)]
         elif step == "preserve_protect" and instance:
             todo.append(f"ModifyInstanceAttribute {iid} DisableApiTermination, shutdown=stop")
         elif step == "preserve_tag" and instance:
@@ -827,7 +834,7 @@ def planned_calls(
         elif step == "preserve_snapshots":
             todo += [f"CreateSnapshot {v}" for v in pre.get("volume_ids", [])]
         elif step == "destroy_key_pairs":
-            todo += [f"DeleteKeyPair {k.name}" for k in ec2.find_key_pairs(incident.name)]
+            todo += [f"DeleteKeyPair {k.name}" for k in ec2.key_pairs.find_key_pairs(incident.name)]
         elif step == "destroy_instance" and instance:
             todo.append(f"StopInstances {iid}" if keep_instance else f"TerminateInstances {iid}")
         elif step == "destroy_cleanup":
@@ -840,7 +847,10 @@ def planned_calls(
                 "AuthorizeSecurityGroupIngress on the app group (as `bastion up`)"
             )
         elif step == "relaunch_elastic_ip":
-            todo += [f"AssociateAddress {a['PublicIp']} -> new gateway" for a in ec2.addresses(iid)]
+            todo += [
+                f"AssociateAddress {a['PublicIp']} -> new gateway"
+                for a in ec2.network.addresses(iid)
+            ]
         calls[step] = todo
     return calls
 

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from bastion.adapters import keys
+from bastion.adapters.aws.client import Ec2, make_session
 from bastion.adapters.callerip import (
     Fetch,
     detect_caller_cidr,
@@ -20,11 +21,13 @@ from bastion.adapters.callerip import (
 )
 from bastion.adapters.localstate import GatewayFiles
 from bastion.allow import is_expired, rule_view, without_expired
-from bastion.aws import Ec2, make_session
 from bastion.domain.apply import QuietReporter, Reporter, apply_plan, json_line, wait_until
 from bastion.domain.clock import Clock, SystemClock
 from bastion.domain.errors import BastionError, CallerIpError, ConflictError, SshError, UsageError
-from bastion.domain.model import (
+from bastion.domain.model import Action, GatewaySpec, InstanceInfo, ObservedGateway, Plan
+from bastion.domain.plan import Network, group_name, key_pair_name, plan_down, plan_up
+from bastion.domain.settings import Settings, image_family, image_parameter
+from bastion.domain.tags import (
     TAG_ADMIN_KEY_CREATED_AT,
     TAG_ADMIN_KEY_FINGERPRINT,
     TAG_CREATED_AT,
@@ -41,14 +44,7 @@ from bastion.domain.model import (
     TAG_PORT,
     TAG_ROLE,
     TAG_STANDBY,
-    Action,
-    GatewaySpec,
-    InstanceInfo,
-    ObservedGateway,
-    Plan,
 )
-from bastion.domain.plan import Network, group_name, key_pair_name, plan_down, plan_up
-from bastion.domain.settings import Settings, image_family, image_parameter
 from bastion.inventory import observe
 
 if TYPE_CHECKING:
@@ -219,7 +215,7 @@ def host_key_from_user_data(user_data: str) -> str | None:
 
 def recover_pin(ctx: Context, instance: InstanceInfo) -> None:
     """Pin the host key from the instance's user data (AWS API, not the network) when lost."""
-    public = host_key_from_user_data(ctx.ec2.user_data(instance.instance_id))
+    public = host_key_from_user_data(ctx.ec2.compute.user_data(instance.instance_id))
     expected = instance.tags.get(TAG_HOST_KEY_FINGERPRINT)
     if public is None or (expected and keys.fingerprint(public) != expected):
         raise ConflictError(
@@ -251,13 +247,13 @@ def up(
     cidrs = allowed_cidrs(settings, deps)
     ctx = ctx or open_context(settings, deps, lock_for=None if dry_run else "up")
     ec2 = ctx.ec2
-    subnet = ec2.subnet(settings.subnet)
+    subnet = ec2.network.subnet(settings.subnet)
     observed = observe(ec2, settings.name, settings.app_sg, subnet.vpc_id)
     # Expired allow rules go first, and the planner never sees them (see bastion.allow).
     observed, prune = without_expired(observed, deps.clock.now())
     instance = observed.instance
     if instance and instance.subnet_id and instance.subnet_id != subnet.subnet_id:
-        subnet = ec2.subnet(instance.subnet_id)
+        subnet = ec2.network.subnet(instance.subnet_id)
     if observed.app_group and observed.app_group.vpc_id != subnet.vpc_id:
         raise UsageError(
             f"--app-sg {observed.app_group.group_id} is in {observed.app_group.vpc_id}, but the "
@@ -407,7 +403,7 @@ class UpHandlers:
         self.key_name = key_pair_name(self.spec.name, key.fingerprint)
         tags = base_tags(self.spec.name, "login-key", self.ctx.operator, self.when)
         tags[TAG_KEY_FINGERPRINT] = key.fingerprint
-        self.ctx.ec2.import_key_pair(self.key_name, key.public_line, tags)
+        self.ctx.ec2.key_pairs.import_key_pair(self.key_name, key.public_line, tags)
 
     def create_group(self, action: Action, results: dict[str, Any]) -> None:
         """Create this generation's gateway group."""
@@ -415,7 +411,7 @@ class UpHandlers:
         tags = base_tags(self.spec.name, "gateway-group", self.ctx.operator, self.when)
         tags[TAG_GENERATION] = str(generation)
         tags["Name"] = group_name(self.spec.name, generation)
-        self.group_id = self.ctx.ec2.create_group(
+        self.group_id = self.ctx.ec2.groups.create_group(
             group_name(self.spec.name, generation),
             f"bastion gateway {self.spec.name} generation {generation}: sshd port only",
             self.network.vpc_id,
@@ -426,10 +422,10 @@ class UpHandlers:
     def revoke_default_egress(self, action: Action, results: dict[str, Any]) -> None:
         """Remove the allow-all egress rule that EC2 adds to every new group."""
         assert self.group_id
-        group = self.ctx.ec2.group(self.group_id)
+        group = self.ctx.ec2.groups.group(self.group_id)
         default = [r.rule_id for r in group.egress if r.protocol == "-1"]
         if default:
-            self.ctx.ec2.revoke(self.group_id, default, egress=True)
+            self.ctx.ec2.groups.revoke(self.group_id, default, egress=True)
 
     def authorize(self, action: Action, results: dict[str, Any]) -> None:
         """Add one ingress or egress rule to the gateway group."""
@@ -437,12 +433,14 @@ class UpHandlers:
 
         assert self.group_id
         egress = action.kind.endswith("egress")
-        self.ctx.ec2.authorize(self.group_id, resolve(action.params["permission"], results), egress)
+        self.ctx.ec2.groups.authorize(
+            self.group_id, resolve(action.params["permission"], results), egress
+        )
 
     def revoke(self, action: Action, results: dict[str, Any]) -> None:
         """Remove rules from the gateway group by id."""
         assert self.group_id
-        self.ctx.ec2.revoke(
+        self.ctx.ec2.groups.revoke(
             self.group_id, action.params["rule_ids"], egress=action.kind.endswith("egress")
         )
 
@@ -454,7 +452,7 @@ class UpHandlers:
         settings = self.ctx.settings
         ec2 = self.ctx.ec2
         parameter = image_parameter(settings.image)
-        image = ec2.resolve_image(parameter, None if parameter else settings.image)
+        image = ec2.images.resolve_image(parameter, None if parameter else settings.image)
         host = keys.generate_key(f"bastion-{self.spec.name}-host")
         login = keys.load_key(self.ctx.files.login_key)
         admin = keys.load_key(self.ctx.files.admin_key)
@@ -487,7 +485,7 @@ class UpHandlers:
                 **self.extra_tags,
             }
         )
-        self.instance = ec2.run_instance(
+        self.instance = ec2.compute.run_instance(
             image=image,
             instance_type=self.spec.instance_type,
             key_name=self.key_name,
@@ -513,14 +511,14 @@ class UpHandlers:
         ours = self.instance.instance_id
         rivals = [
             i.instance_id
-            for i in self.ctx.ec2.find_instances(self.spec.name)
+            for i in self.ctx.ec2.compute.find_instances(self.spec.name)
             if i.instance_id != ours
             and i.generation == generation
             and TAG_INCIDENT not in i.tags
             and (TAG_STANDBY in i.tags) == (TAG_STANDBY in self.extra_tags)
         ]
         if rivals:
-            self.ctx.ec2.terminate_instance(ours)
+            self.ctx.ec2.compute.terminate_instance(ours)
             raise ConflictError(
                 f"another bastion launched gateway {self.spec.name!r} at the same time "
                 f"({', '.join(rivals)}); this run withdrew its own instance {ours}. "
@@ -529,7 +527,7 @@ class UpHandlers:
 
     def start_instance(self, action: Action, results: dict[str, Any]) -> None:
         """Start the stopped gateway."""
-        self.ctx.ec2.start_instance(action.params["instance_id"])
+        self.ctx.ec2.compute.start_instance(action.params["instance_id"])
 
     def wait_running(self, action: Action, results: dict[str, Any]) -> None:
         """Wait (through the injected clock) until the instance runs, then re-read it."""
@@ -538,21 +536,21 @@ class UpHandlers:
         ec2 = self.ctx.ec2
         if self.instance.state != "running":
             wait_until(
-                lambda: ec2.instance_state(iid) == "running",
+                lambda: ec2.compute.instance_state(iid) == "running",
                 f"{iid} to be running",
                 self.deps.clock,
                 self.deps.reporter,
                 self.ctx.settings.wait_timeout,
                 hint="check the EC2 console for its state reason",
             )
-            self.instance = ec2.instance(iid)
+            self.instance = ec2.compute.instance(iid)
 
     def authorize_app_ssh(self, action: Action, results: dict[str, Any]) -> None:
         """Let the gateway group reach sg-app on tcp/22."""
         from bastion.domain.apply import resolve
 
         results.setdefault("new gateway group", self.group_id)
-        self.ctx.ec2.authorize(
+        self.ctx.ec2.groups.authorize(
             action.params["app_group_id"], resolve(action.params["permission"], results), False
         )
 
@@ -738,15 +736,15 @@ def down(settings: Settings, deps: Deps, dry_run: bool = False) -> DownResult:
         return DownResult(plan, [])
 
     def revoke_app(action: Action, results: dict[str, Any]) -> None:
-        ec2.revoke(action.params["app_group_id"], action.params["rule_ids"], egress=False)
+        ec2.groups.revoke(action.params["app_group_id"], action.params["rule_ids"], egress=False)
 
     def terminate(action: Action, results: dict[str, Any]) -> None:
-        ec2.terminate_instance(action.params["instance_id"])
+        ec2.compute.terminate_instance(action.params["instance_id"])
 
     def wait_terminated(action: Action, results: dict[str, Any]) -> None:
         iid = action.params["instance_id"]
         wait_until(
-            lambda: ec2.instance_state(iid) == "terminated",
+            lambda: ec2.compute.instance_state(iid) == "terminated",
             f"{iid} to terminate",
             deps.clock,
             deps.reporter,
@@ -754,10 +752,10 @@ def down(settings: Settings, deps: Deps, dry_run: bool = False) -> DownResult:
         )
 
     def delete_group(action: Action, results: dict[str, Any]) -> None:
-        ec2.delete_group(action.params["group_id"])
+        ec2.groups.delete_group(action.params["group_id"])
 
     def delete_key(action: Action, results: dict[str, Any]) -> None:
-        ec2.delete_key_pair(action.params["key_name"])
+        ec2.key_pairs.delete_key_pair(action.params["key_name"])
 
     def delete_local(action: Action, results: dict[str, Any]) -> None:
         from bastion.access import forget_ssh_config
@@ -805,7 +803,7 @@ def _referencing_app_group(ec2: Ec2, observed: ObservedGateway) -> str | None:
     groups = ([observed.group] if observed.group else []) + list(observed.stale_groups)
     if not groups:
         return None
-    return ec2.group_referencing([g.group_id for g in groups])
+    return ec2.groups.group_referencing([g.group_id for g in groups])
 
 
 __all__ = ["BastionError", "Deps", "down", "status", "up"]

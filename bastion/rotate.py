@@ -20,12 +20,6 @@ from bastion.adapters.localstate import GatewayFiles
 from bastion.domain.apply import apply_plan, wait_until
 from bastion.domain.errors import ConflictError, HostKeyMismatchError, NotFoundError, SshError
 from bastion.domain.model import (
-    TAG_GENERATION,
-    TAG_HOST_KEY_CREATED_AT,
-    TAG_HOST_KEY_FINGERPRINT,
-    TAG_KEY_FINGERPRINT,
-    TAG_RETIRING,
-    TAG_STANDBY,
     Action,
     GatewaySpec,
     InstanceInfo,
@@ -44,6 +38,14 @@ from bastion.domain.plan import (
     plan_up,
 )
 from bastion.domain.settings import Settings
+from bastion.domain.tags import (
+    TAG_GENERATION,
+    TAG_HOST_KEY_CREATED_AT,
+    TAG_HOST_KEY_FINGERPRINT,
+    TAG_KEY_FINGERPRINT,
+    TAG_RETIRING,
+    TAG_STANDBY,
+)
 from bastion.gateway import (
     Context,
     Deps,
@@ -308,17 +310,17 @@ class LoginRotation:
         name = key_pair_name(ctx.settings.name, new.fingerprint)
         tags = base_tags(ctx.settings.name, "login-key", ctx.operator, _now(self.gateway))
         tags[TAG_KEY_FINGERPRINT] = new.fingerprint
-        ctx.ec2.import_key_pair(name, new.public_line, tags)
+        ctx.ec2.key_pairs.import_key_pair(name, new.public_line, tags)
 
     def retag(self, action: Action, results: dict[str, Any]) -> None:
         """Point the instance's key-fingerprint tag at the new key."""
-        self.gateway.ctx.ec2.tag(
+        self.gateway.ctx.ec2.compute.tag(
             self.gateway.instance.instance_id, {TAG_KEY_FINGERPRINT: self._next().fingerprint}
         )
 
     def delete_key_pair(self, action: Action, results: dict[str, Any]) -> None:
         """Delete an EC2 key pair that no longer matches the gateway."""
-        self.gateway.ctx.ec2.delete_key_pair(action.params["key_name"])
+        self.gateway.ctx.ec2.key_pairs.delete_key_pair(action.params["key_name"])
 
     def promote(self, action: Action, results: dict[str, Any]) -> None:
         """Swap the local files; the old private key is gone after this."""
@@ -551,7 +553,7 @@ class HostKeyRotation:
 
     def retag(self, action: Action, results: dict[str, Any]) -> None:
         """Record the new host key's fingerprint and age in the instance's tags."""
-        self.gateway.ctx.ec2.tag(
+        self.gateway.ctx.ec2.compute.tag(
             self.gateway.instance.instance_id,
             {
                 TAG_HOST_KEY_FINGERPRINT: keys.fingerprint(self._new()),
@@ -622,7 +624,7 @@ def relaunch_gateway(
         skip = _not_due(old.launch_time, deps.clock.now(), if_older_than, "the gateway")
         if skip:
             return RotateResult(Plan("rotate", settings.name, ()), [], skip)
-    subnet = ec2.subnet(old.subnet_id or settings.subnet)
+    subnet = ec2.network.subnet(old.subnet_id or settings.subnet)
     app_sg = settings.app_sg or _referencing_app_group(ec2, observed)
     if app_sg:
         observed = observe(ec2, settings.name, app_sg, subnet.vpc_id)
@@ -749,17 +751,17 @@ class RelaunchSwitch:
 
     def revoke_old_app_ssh(self, action: Action, results: dict[str, Any]) -> None:
         """Revoke sg-app's SSH rule for the old group (the new one is already admitted)."""
-        self.ctx.ec2.revoke(action.params["app_group_id"], action.params["rule_ids"], False)
+        self.ctx.ec2.groups.revoke(action.params["app_group_id"], action.params["rule_ids"], False)
 
     def retire(self, action: Action, results: dict[str, Any]) -> None:
         """Mark the old instance as retiring; it stays the gateway until the new is promoted."""
-        self.ctx.ec2.tag(action.params["instance_id"], {TAG_RETIRING: _stamp(self.deps)})
+        self.ctx.ec2.compute.tag(action.params["instance_id"], {TAG_RETIRING: _stamp(self.deps)})
 
     def promote(self, action: Action, results: dict[str, Any]) -> None:
         """Make the new instance the gateway (observe now sees it, and the old as retiring)."""
         instance = self.launched.instance
         assert instance is not None
-        self.ctx.ec2.untag(instance.instance_id, [TAG_STANDBY])
+        self.ctx.ec2.compute.untag(instance.instance_id, [TAG_STANDBY])
 
     def promote_local_keys(self, action: Action, results: dict[str, Any]) -> None:
         """Move the new generation's keys and pins over the old ones (each file atomically)."""
@@ -775,15 +777,15 @@ class RelaunchSwitch:
 
     def terminate(self, action: Action, results: dict[str, Any]) -> None:
         """Terminate the old instance."""
-        if self.ctx.ec2.instance_state(action.params["instance_id"]) != "terminated":
-            self.ctx.ec2.terminate_instance(action.params["instance_id"])
+        if self.ctx.ec2.compute.instance_state(action.params["instance_id"]) != "terminated":
+            self.ctx.ec2.compute.terminate_instance(action.params["instance_id"])
 
     def wait_terminated(self, action: Action, results: dict[str, Any]) -> None:
         """Wait (through the injected clock) until the old instance is gone."""
         iid = action.params["instance_id"]
         ec2 = self.ctx.ec2
         wait_until(
-            lambda: ec2.instance_state(iid) == "terminated",
+            lambda: ec2.compute.instance_state(iid) == "terminated",
             f"{iid} to terminate",
             self.deps.clock,
             self.deps.reporter,
@@ -792,11 +794,11 @@ class RelaunchSwitch:
 
     def delete_group(self, action: Action, results: dict[str, Any]) -> None:
         """Delete the old generation's group."""
-        self.ctx.ec2.delete_group(action.params["group_id"])
+        self.ctx.ec2.groups.delete_group(action.params["group_id"])
 
     def delete_key_pair(self, action: Action, results: dict[str, Any]) -> None:
         """Delete the old login key pair."""
-        self.ctx.ec2.delete_key_pair(action.params["key_name"])
+        self.ctx.ec2.key_pairs.delete_key_pair(action.params["key_name"])
 
     def remove_folder(self, action: Action, results: dict[str, Any]) -> None:
         """Remove the (now empty) relaunch folder."""

@@ -23,7 +23,7 @@ from benchmarks._moto import moto_server, seed_layout
 
 def measured(run: Callable[[Any], object]) -> dict[str, Any]:
     """Run one command with a fresh call counter; return its calls and wall time."""
-    from bastion.aws import is_mutating
+    from bastion.domain.calls import is_mutating
     from bastion.gateway import Deps
 
     calls: Counter[str] = Counter()

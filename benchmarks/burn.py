@@ -24,9 +24,9 @@ def one_burn(app_sg: str) -> dict[str, Any]:
     """Make a gateway, burn it, and return the figures of that burn."""
     import boto3
 
-    from bastion.aws import is_mutating
     from bastion.burn import CONTAINMENT_OPERATIONS as CONTAINMENT
     from bastion.burn import burn
+    from bastion.domain.calls import is_mutating
     from bastion.domain.settings import load_settings
     from bastion.gateway import Deps, up
 

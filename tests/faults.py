@@ -8,7 +8,7 @@ from typing import Any
 
 from botocore.awsrequest import AWSResponse
 
-from bastion.aws import Ec2
+from bastion.adapters.aws.client import Ec2
 
 
 class _Raw:

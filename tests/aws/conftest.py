@@ -11,7 +11,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from bastion.aws import Ec2, is_mutating, make_session
+from bastion.adapters.aws.client import Ec2, make_session
+from bastion.domain.calls import is_mutating
 from bastion.domain.clock import FakeClock
 from bastion.domain.settings import Settings, load_settings
 from bastion.gateway import Deps

@@ -135,7 +135,7 @@ def test_until_the_gateway_is_contained_only_containment_calls_run(
     timeline: list[tuple[str, bool]] = []
 
     def after_call(model: Any, **_: Any) -> None:
-        from bastion.aws import is_mutating
+        from bastion.domain.calls import is_mutating
 
         if is_mutating(model.name):
             state = _contained(

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from bastion.adapters.aws.client import Ec2
 from bastion.adapters.keys import fingerprint, load_key
-from bastion.aws import Ec2
 from bastion.domain.model import Action
 from bastion.gateway import Deps, status, up
 from bastion.rotate import relaunch_gateway

@@ -97,7 +97,7 @@ def test_missing_credentials_are_an_auth_error(
 ) -> None:
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
-    from bastion.aws import make_session
+    from bastion.adapters.aws.client import make_session
 
     deps.session_factory = make_session
     result = invoke(runner, deps, "status")

@@ -12,11 +12,12 @@ from typing import Any, cast
 import boto3
 from moto import mock_aws
 
-from bastion.aws import Ec2, is_mutating, make_session
+from bastion.adapters.aws.client import Ec2, make_session
 from bastion.burn import burn
+from bastion.domain.calls import is_mutating
 from bastion.domain.clock import FakeClock
-from bastion.domain.model import TAG_GENERATION, TAG_NAME
 from bastion.domain.settings import Settings, load_settings
+from bastion.domain.tags import TAG_GENERATION, TAG_NAME
 from bastion.gateway import Deps, down, up
 from tests.aws.conftest import FakeIp, FakeProbe
 from tests.faults import ec2_error

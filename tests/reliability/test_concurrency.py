@@ -23,9 +23,9 @@ from tests.cli.conftest import invoke
 HOLDER = """
 import sys
 from pathlib import Path
-from bastion.apply import QuietReporter
-from bastion.clock import SystemClock
-from bastion.lock import hold_gateway_lock
+from bastion.domain.apply import QuietReporter
+from bastion.domain.clock import SystemClock
+from bastion.adapters.lock import hold_gateway_lock
 hold_gateway_lock(Path(sys.argv[1]), "up", SystemClock(), QuietReporter(), 0)
 print("holding", flush=True)
 sys.stdin.read()

@@ -16,9 +16,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from bastion.adapters.aws.client import make_session
 from bastion.adapters.keys import load_key
 from bastion.adapters.ssh import Endpoint, verify_login
-from bastion.aws import make_session
 from bastion.domain.clock import FakeClock
 from bastion.domain.errors import AwsAuthError, SshError
 from bastion.domain.model import Action

@@ -1,0 +1,1 @@
+"""The only importer of boto3/botocore: EC2, SSM and STS, split by concern."""

@@ -1,0 +1,104 @@
+"""The AWS adapter's front door: one session's clients, and each concern's own adapter.
+
+`Ec2` holds the boto3 clients and hands one to each part (compute, security groups, network,
+key pairs, images, evidence); each part is the only door to boto3 for its calls, and every
+failure goes through `errors.translated`. Use cases see only the `Cloud` port.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from bastion.adapters.aws.compute import Compute
+from bastion.adapters.aws.errors import translated
+from bastion.adapters.aws.evidence import Evidence
+from bastion.adapters.aws.keypairs import Images, KeyPairs
+from bastion.adapters.aws.network import Network
+from bastion.adapters.aws.security_groups import SecurityGroups
+from bastion.domain.errors import UsageError
+
+if TYPE_CHECKING:
+    import boto3
+    from mypy_boto3_ec2 import EC2Client
+    from mypy_boto3_ssm import SSMClient
+
+
+def make_session(profile: str | None, region: str | None) -> boto3.Session:
+    """Build a boto3 session from the standard credential chain."""
+    import boto3
+
+    with translated("reading AWS configuration"):
+        session = boto3.Session(profile_name=profile, region_name=region)
+    chosen = session.region_name
+    if not chosen:
+        raise UsageError("no AWS region set; pass --region or set AWS_REGION")
+    known = set(session.get_available_regions("ec2"))
+    for partition in ("aws-cn", "aws-us-gov"):
+        known |= set(session.get_available_regions("ec2", partition_name=partition))
+    if chosen not in known:
+        raise UsageError(
+            f"unknown AWS region {chosen!r}; pass --region with a region such as us-east-1"
+        )
+    return session
+
+
+class Ec2:
+    """EC2, SSM and STS for one account and region, split by concern."""
+
+    def __init__(self, session: boto3.Session) -> None:
+        from botocore.config import Config
+
+        config = Config(retries={"mode": "standard", "max_attempts": 8}, connect_timeout=10)
+        with translated("creating AWS clients"):
+            self.ec2: EC2Client = session.client("ec2", config=config)
+        self._session, self._config = session, config
+        self.region: str = session.region_name or ""
+        self.compute = Compute(self.ec2)
+        self.groups = SecurityGroups(self.ec2, self.region)
+        self.network = Network(self.ec2)
+        self.key_pairs = KeyPairs(self.ec2)
+        self.images = Images(self.ec2, lambda: self.ssm, self.region)
+        self.evidence = Evidence(self.ec2)
+
+    @functools.cached_property
+    def ssm(self) -> SSMClient:
+        """Return the SSM client, made on first use (only image lookups need it)."""
+        with translated("creating the SSM client"):
+            return self._session.client("ssm", config=self._config)
+
+    @functools.cached_property
+    def _sts(self) -> Any:
+        with translated("creating the STS client"):
+            return self._session.client("sts", config=self._config)
+
+    def call_log(self) -> list[dict[str, str]]:
+        """Start recording every EC2 call (operation and AWS request id); return the live list."""
+        collected: list[dict[str, str]] = []
+
+        def record(parsed: Any = None, model: Any = None, **_: Any) -> None:
+            entry = {"operation": getattr(model, "name", "?")}
+            if isinstance(parsed, dict):
+                entry["request_id"] = str(parsed.get("ResponseMetadata", {}).get("RequestId", ""))
+                if parsed.get("Error"):
+                    entry["error"] = str(parsed["Error"].get("Code", "error"))
+            collected.append(entry)
+
+        def record_error(exception: Any = None, model: Any = None, **_: Any) -> None:
+            if exception is not None:
+                error = type(exception).__name__
+                collected.append({"operation": getattr(model, "name", "?"), "error": error})
+
+        self.ec2.meta.events.register("after-call.ec2.*", record)
+        self.ec2.meta.events.register("after-call-error.ec2.*", record_error)
+        return collected
+
+    def on_call(self, handler: Callable[..., Any]) -> None:
+        """Register `handler(model=...)` before each EC2 call, e.g. to count calls."""
+        self.ec2.meta.events.register("before-call.ec2.*", handler)
+
+    def caller_arn(self) -> str:
+        """Return the ARN of the caller; fails early when credentials are missing."""
+        with translated("checking AWS credentials"):
+            return str(self._sts.get_caller_identity()["Arn"])
