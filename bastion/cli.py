@@ -17,7 +17,7 @@ from bastion.domain.errors import EXIT_CODE_HELP, BastionError, ExitStatus
 if TYPE_CHECKING:
     from bastion.domain.model import Plan
     from bastion.domain.settings import Settings
-    from bastion.gateway import Deps
+    from bastion.wiring import Deps
 
 T = TypeVar("T")
 
@@ -112,14 +112,14 @@ def _configure_logging(verbosity: int) -> None:
 
 
 def _settings(ctx: typer.Context, **flags: Any) -> Settings:
-    from bastion.domain.settings import load_settings
+    from bastion.adapters.config import load_settings
 
     state = _state(ctx)
     return load_settings({"profile": state.profile, "region": state.region, **flags})
 
 
 def _deps(ctx: typer.Context, json_output: bool) -> Deps:
-    from bastion.gateway import Deps
+    from bastion.wiring import Deps
 
     state = _state(ctx)
     deps = state.deps or Deps()
@@ -301,7 +301,7 @@ def up(
     """Create or converge the gateway: key, group, sshd on a custom port, sg-app pointed at it."""
 
     def run() -> None:
-        from bastion.gateway import up as run_up
+        from bastion.usecases.up import up as run_up
 
         settings = _settings(
             ctx,
@@ -348,7 +348,7 @@ def status(
     """Show the gateway: instance, addresses, port, who may connect, keys, sg-app, drift."""
 
     def run() -> None:
-        from bastion.gateway import status as run_status
+        from bastion.usecases.status import status as run_status
 
         settings = _settings(ctx, name=name, app_sg=app_sg)
         data = run_status(settings, _deps(ctx, json_output))
@@ -371,7 +371,7 @@ def down(
     """Remove everything bastion made for the gateway (sg-app's reference first)."""
 
     def run() -> None:
-        from bastion.gateway import down as run_down
+        from bastion.usecases.down import down as run_down
 
         settings = _settings(ctx, name=name, app_sg=app_sg)
         result = run_down(settings, _deps(ctx, json_output), dry_run=dry_run)
@@ -437,7 +437,7 @@ def rotate(
 
     def run() -> None:
         from bastion.domain.errors import UsageError
-        from bastion.rotate import relaunch_gateway, rotate_host_key, rotate_login
+        from bastion.usecases.rotate import relaunch_gateway, rotate_host_key, rotate_login
 
         if host_key and relaunch:
             raise UsageError(
@@ -502,8 +502,8 @@ def ssh_config_command(
     def run() -> None:
         from pathlib import Path
 
-        from bastion.access import SshConfigOptions, ssh_config
         from bastion.adapters.sshconfig import host_blocks
+        from bastion.usecases.access import SshConfigOptions, ssh_config
 
         settings = _settings(ctx, name=name, app_sg=app_sg, reach=reach)
         options = SshConfigOptions(
@@ -573,8 +573,8 @@ def ssh_command(
     """Run the real ssh with the generated config: to HOST through ProxyJump, or the gateway."""
 
     def run() -> None:
-        from bastion.access import exec_ssh
-        from bastion.access import ssh_command as command_line
+        from bastion.usecases.access import exec_ssh
+        from bastion.usecases.access import ssh_command as command_line
 
         target, extra = host, list(ssh_args or ())
         if target is not None and target.startswith("-"):  # `bastion ssh -- -v`
@@ -627,9 +627,9 @@ def burn(
     def run() -> None:
         import re
 
-        from bastion.burn import burn as run_burn
-        from bastion.burn import describe_steps
         from bastion.domain.errors import UsageError
+        from bastion.domain.incident import describe_steps
+        from bastion.usecases.burn import burn as run_burn
 
         if resume is not None and not re.fullmatch(r"inc-\d{8}T\d{6}Z-[0-9a-f]{4}", resume):
             raise UsageError(
@@ -749,8 +749,8 @@ def allow(
     """Who may reach the gateway port: add an expiring rule, list, revoke, prune expired ones."""
 
     def run() -> None:
-        from bastion import allow as use
         from bastion.domain.errors import UsageError
+        from bastion.usecases import allow as use
 
         chosen = [bool(target), list_rules, revoke is not None, prune]
         if sum(chosen) != 1:
@@ -838,10 +838,10 @@ def audit(
     """Check the whole layout: open SSH, sg-app/sg-rds sources, gateway hardening, incidents."""
 
     def run() -> None:
-        from bastion.allow import parse_duration
-        from bastion.audit import AuditOptions
-        from bastion.audit import audit as run_audit
+        from bastion.domain.allowlist import parse_duration
+        from bastion.domain.audit import AuditOptions
         from bastion.domain.errors import AuditFailed, UsageError
+        from bastion.usecases.audit import audit as run_audit
 
         age = parse_duration(max_key_age)
         if age is None:

@@ -24,7 +24,7 @@ from benchmarks._moto import moto_server, seed_layout
 def measured(run: Callable[[Any], object]) -> dict[str, Any]:
     """Run one command with a fresh call counter; return its calls and wall time."""
     from bastion.domain.calls import is_mutating
-    from bastion.gateway import Deps
+    from bastion.wiring import Deps
 
     calls: Counter[str] = Counter()
     deps = Deps(on_ec2=lambda ec2: ec2.on_call(lambda model, **_: calls.update([model.name])))
@@ -40,9 +40,11 @@ def main() -> None:
     with moto_server():
         import boto3
 
-        from bastion.burn import burn
-        from bastion.domain.settings import load_settings
-        from bastion.gateway import down, status, up
+        from bastion.adapters.config import load_settings
+        from bastion.usecases.burn import burn
+        from bastion.usecases.down import down
+        from bastion.usecases.status import status
+        from bastion.usecases.up import up
 
         app_sg = seed_layout(boto3.client("ec2"))["app"]
         settings = load_settings({"app_sg": app_sg, "allow": ("203.0.113.7/32",), "verify": False})

@@ -24,11 +24,12 @@ def one_burn(app_sg: str) -> dict[str, Any]:
     """Make a gateway, burn it, and return the figures of that burn."""
     import boto3
 
-    from bastion.burn import CONTAINMENT_OPERATIONS as CONTAINMENT
-    from bastion.burn import burn
+    from bastion.adapters.config import load_settings
     from bastion.domain.calls import is_mutating
-    from bastion.domain.settings import load_settings
-    from bastion.gateway import Deps, up
+    from bastion.domain.incident import CONTAINMENT_OPERATIONS as CONTAINMENT
+    from bastion.usecases.burn import burn
+    from bastion.usecases.up import up
+    from bastion.wiring import Deps
 
     settings = load_settings({"app_sg": app_sg, "allow": ("203.0.113.7/32",), "verify": False})
     mutating: list[str] = []

@@ -24,7 +24,7 @@ GATEWAYS = 10
 
 def measured(run: Callable[[Any], object]) -> tuple[Counter[str], float]:
     """Run one use case with a fresh call counter; return the calls by operation and seconds."""
-    from bastion.gateway import Deps
+    from bastion.wiring import Deps
 
     calls: Counter[str] = Counter()
     deps = Deps(on_ec2=lambda ec2: ec2.on_call(lambda model, **_: calls.update([model.name])))
@@ -55,9 +55,11 @@ def main() -> None:
     with moto_server():
         import boto3
 
-        from bastion.access import ssh_config
-        from bastion.domain.settings import load_settings
-        from bastion.gateway import Deps, status, up
+        from bastion.adapters.config import load_settings
+        from bastion.usecases.access import ssh_config
+        from bastion.usecases.status import status
+        from bastion.usecases.up import up
+        from bastion.wiring import Deps
 
         client = boto3.client("ec2")
         app_sg = seed_layout(client)["app"]

@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from bastion.domain.errors import CallerIpError, UsageError
+from bastion.domain.errors import CallerIpError
 
 log = logging.getLogger(__name__)
 
@@ -33,28 +33,6 @@ def https_fetch(url: str, timeout: float) -> str:
     with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
         body: bytes = response.read(256)
     return body.decode("ascii", "replace")
-
-
-def normalize_cidr(text: str) -> str:
-    """Return `text` as a network in CIDR form; a bare address becomes /32 or /128."""
-    value = text.strip()
-    if not value:
-        raise UsageError("empty CIDR; pass an address like 203.0.113.7 or 203.0.113.0/24")
-    try:
-        network = ipaddress.ip_network(value, strict=False)
-    except ValueError as exc:
-        raise UsageError(
-            f"{text!r} is not an IP address or CIDR; "
-            "pass one like 203.0.113.7/32 or 2001:db8::1/128"
-        ) from exc
-    if str(network.network_address) != value.split("/")[0] and "/" in value:
-        raise UsageError(f"{text!r} has host bits set; did you mean {network}?")
-    return str(network)
-
-
-def is_world_open(cidr: str) -> bool:
-    """Tell whether `cidr` admits the whole Internet (0.0.0.0/0 or ::/0)."""
-    return ipaddress.ip_network(cidr, strict=False).prefixlen == 0
 
 
 def detect_caller_cidr(

@@ -6,14 +6,14 @@ Nothing here logs or returns private key text except to the file it writes.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bastion.domain.errors import InsecureFileError, UsageError
+from bastion.domain.errors import InsecureFileError
+from bastion.domain.fingerprints import fingerprint as fingerprint
+from bastion.domain.fingerprints import public_key_body as public_key_body
 
 PRIVATE_FILE_MODE = 0o600
 PRIVATE_DIR_MODE = 0o700
@@ -49,24 +49,6 @@ def generate_key(comment: str) -> SshKey:
         .decode()
     )
     return SshKey(public_line=f"{public} {comment}".strip(), private_openssh=private_text)
-
-
-def fingerprint(public_line: str) -> str:
-    """Return `SHA256:...` for an OpenSSH public key line, as `ssh-keygen -lf` prints it."""
-    parts = public_line.split()
-    if len(parts) < 2:
-        raise UsageError(f"not an OpenSSH public key: {public_line[:40]!r}")
-    try:
-        blob = base64.b64decode(parts[1], validate=True)
-    except ValueError as exc:
-        raise UsageError(f"not an OpenSSH public key: {public_line[:40]!r}") from exc
-    digest = hashlib.sha256(blob).digest()
-    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
-
-
-def public_key_body(public_line: str) -> str:
-    """Return `type base64` without the comment, the form compared across systems."""
-    return " ".join(public_line.split()[:2])
 
 
 def ensure_private_dir(path: Path) -> Path:

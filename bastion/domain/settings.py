@@ -1,11 +1,12 @@
-"""Frozen settings: defaults < config file < BASTION_* environment < command-line flags."""
+"""Frozen settings: defaults < config file < BASTION_* environment < command-line flags.
+
+The layers are merged here, purely; `adapters.config` reads the file and the environment.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,20 +53,6 @@ class Settings:
         return self.data_dir / region / self.name
 
 
-def _default_data_dir(env: Mapping[str, str]) -> Path:
-    if env.get("BASTION_HOME"):
-        return Path(env["BASTION_HOME"]).expanduser()
-    base = env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base).expanduser() / "bastion"
-
-
-def _config_file(env: Mapping[str, str]) -> Path:
-    if env.get("BASTION_CONFIG"):
-        return Path(env["BASTION_CONFIG"]).expanduser()
-    base = env.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base).expanduser() / "bastion" / "config.toml"
-
-
 def _coerce(field: dataclasses.Field[Any], raw: Any, origin: str) -> Any:
     kind = str(field.type)
     try:
@@ -91,29 +78,26 @@ def _coerce(field: dataclasses.Field[Any], raw: Any, origin: str) -> Any:
     return str(raw)
 
 
-def load_settings(
+def merge_settings(
     flags: Mapping[str, Any],
-    env: Mapping[str, str] | None = None,
+    env: Mapping[str, str],
+    data_dir: Path,
+    document: Mapping[str, Any] | None = None,
+    origin: str = "config file",
 ) -> Settings:
-    """Merge the layers and validate the result."""
-    env = os.environ if env is None else env
+    """Merge defaults < config `document` < BASTION_* `env` < `flags`, and validate the result."""
     fields = {f.name: f for f in dataclasses.fields(Settings)}
-    values: dict[str, Any] = {"data_dir": _default_data_dir(env)}
+    values: dict[str, Any] = {"data_dir": data_dir}
 
-    config_path = _config_file(env)
-    if config_path.is_file():
-        try:
-            document = tomllib.loads(config_path.read_text())
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise UsageError(f"{config_path} is not valid TOML: {exc}; fix or remove it") from exc
+    if document is not None:
         name = flags.get("name") or env.get("BASTION_NAME") or document.get("name") or "default"
         layered = {k: v for k, v in document.items() if k != "gateway"}
         layered.update(document.get("gateway", {}).get(name, {}))
         for key, raw in layered.items():
             attr = key.replace("-", "_")
             if attr not in fields:
-                raise UsageError(f"{config_path}: unknown setting {key!r}; remove it")
-            values[attr] = _coerce(fields[attr], raw, str(config_path))
+                raise UsageError(f"{origin}: unknown setting {key!r}; remove it")
+            values[attr] = _coerce(fields[attr], raw, origin)
 
     for attr, field in fields.items():
         raw = env.get(f"BASTION_{attr.upper()}")

@@ -27,3 +27,26 @@ TAG_ADMIN_KEY_CREATED_AT = "bastion:admin-key-created-at"
 ROLE_KEY_PAIR = "login-key"
 ROLE_GATEWAY_GROUP = "gateway-group"
 ROLE_INSTANCE = "gateway"
+
+
+def key_pair_name(name: str, fingerprint: str) -> str:
+    """Return the EC2 key pair name for a login key: unique per key, so rotation can overlap."""
+    digest = "".join(ch for ch in fingerprint.removeprefix("SHA256:") if ch.isalnum())[:10]
+    return f"bastion-{name}-{digest}"
+
+
+def group_name(name: str, generation: int) -> str:
+    """Return the gateway group's name for one generation, e.g. `bastion-default-gw-1`."""
+    return f"bastion-{name}-gw-{generation}"
+
+
+def base_tags(name: str, role: str, operator: str, when: str) -> dict[str, str]:
+    """Return the tags every bastion resource carries."""
+    return {
+        "Name": f"bastion-{name}",
+        TAG_MANAGED: "true",
+        TAG_NAME: name,
+        TAG_ROLE: role,
+        TAG_CREATED_BY: operator[-255:],
+        TAG_CREATED_AT: when,
+    }

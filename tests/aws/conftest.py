@@ -12,10 +12,11 @@ import pytest
 from moto import mock_aws
 
 from bastion.adapters.aws.client import Ec2, make_session
+from bastion.adapters.config import load_settings
 from bastion.domain.calls import is_mutating
 from bastion.domain.clock import FakeClock
-from bastion.domain.settings import Settings, load_settings
-from bastion.gateway import Deps
+from bastion.domain.settings import Settings
+from bastion.wiring import Deps
 
 CALLER_IP = "203.0.113.7"
 

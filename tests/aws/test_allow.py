@@ -6,10 +6,12 @@ from typing import Any
 
 import pytest
 
-from bastion import allow as use
 from bastion.domain.clock import FakeClock
 from bastion.domain.errors import ConflictError, NotFoundError
-from bastion.gateway import Deps, status, up
+from bastion.usecases import allow as use
+from bastion.usecases.status import status
+from bastion.usecases.up import up
+from bastion.wiring import Deps
 from tests.aws.conftest import CALLER_IP, CallCounter, FakeIp, make_settings
 
 HOUR = 3600.0

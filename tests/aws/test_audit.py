@@ -9,10 +9,12 @@ from typing import Any
 
 import pytest
 
-from bastion import allow as use
-from bastion.audit import AuditOptions, audit
+from bastion.domain.audit import AuditOptions
 from bastion.domain.clock import FakeClock
-from bastion.gateway import Deps, up
+from bastion.usecases import allow as use
+from bastion.usecases.audit import audit
+from bastion.usecases.up import up
+from bastion.wiring import Deps
 from tests.aws.conftest import CallCounter, make_settings
 
 

@@ -8,20 +8,15 @@ from typing import Any
 
 import pytest
 
-from bastion.burn import (
-    CONTAIN,
-    DESTROY,
-    PRESERVE,
-    RELAUNCH,
-    burn,
-    incidents_dir,
-)
 from bastion.domain.clock import FakeClock
+from bastion.domain.incident import CONTAIN, DESTROY, PRESERVE, RELAUNCH
 from bastion.domain.model import Action
-from bastion.gateway import Deps, up
+from bastion.usecases.burn import burn, incidents_dir
+from bastion.usecases.up import up
+from bastion.wiring import Deps
 from tests.aws.conftest import CallCounter, make_settings
 
-# Written out here, not imported from bastion.burn, so the test states what containment is.
+# Written out here, not imported from bastion.domain.incident: the test states what containment is.
 CONTAINMENT_CALLS = {
     "RevokeSecurityGroupIngress",
     "CreateNetworkAclEntry",
@@ -206,7 +201,7 @@ def test_the_report_is_complete_and_its_time_to_contain_matches_the_journal(
 
 
 def test_status_lists_past_incidents(deps: Deps, gateway: dict[str, Any]) -> None:
-    from bastion.gateway import status
+    from bastion.usecases.status import status
 
     result = burn(make_settings(), deps, reason="listed")
     listed = status(make_settings(), deps)["incidents"]

@@ -10,8 +10,10 @@ import pytest
 from bastion.adapters.aws.client import Ec2
 from bastion.adapters.keys import fingerprint, load_key
 from bastion.domain.model import Action
-from bastion.gateway import Deps, status, up
-from bastion.rotate import relaunch_gateway
+from bastion.usecases.rotate import relaunch_gateway
+from bastion.usecases.status import status
+from bastion.usecases.up import up
+from bastion.wiring import Deps
 from tests.aws.conftest import CallCounter, make_settings
 
 
@@ -185,7 +187,7 @@ def test_a_crash_before_any_relaunch_step_is_finished_by_a_rerun(
 def test_down_in_the_middle_of_a_relaunch_leaves_no_instance_and_no_key_pair(
     deps: Deps, ec2_client: Any, app_sg: str, recorder: AppSshRecorder
 ) -> None:
-    from bastion.gateway import down
+    from bastion.usecases.down import down
 
     def kill(action: Action) -> None:
         if action.kind == "authorize_app_ssh" or "app" in action.summary:

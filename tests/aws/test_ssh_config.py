@@ -13,10 +13,11 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from bastion.access import SshConfigOptions, ssh_config
 from bastion.adapters.keys import fingerprint
 from bastion.domain.errors import ExitStatus, NotFoundError, UsageError
-from bastion.gateway import Deps, up
+from bastion.usecases.access import SshConfigOptions, ssh_config
+from bastion.usecases.up import up
+from bastion.wiring import Deps
 from tests.aws.conftest import CallCounter, make_settings
 from tests.cli.conftest import invoke
 from tests.support import require
@@ -255,7 +256,7 @@ def test_ssh_commands_fail_in_one_line(
 def test_burn_rewrites_the_written_config_for_the_new_gateway(
     deps: Deps, app_sg: str, ec2_client: Any
 ) -> None:
-    from bastion.burn import burn
+    from bastion.usecases.burn import burn
 
     require(shutil.which("ssh") is not None, "the OpenSSH client `ssh` is missing")
     settings = make_settings(allow=ALLOW, app_sg=app_sg)
@@ -277,7 +278,7 @@ def test_burn_rewrites_the_written_config_for_the_new_gateway(
 
 
 def test_down_removes_the_written_config(deps: Deps, app_sg: str) -> None:
-    from bastion.gateway import down
+    from bastion.usecases.down import down
 
     settings = make_settings(allow=ALLOW, app_sg=app_sg)
     up(settings, deps)

@@ -8,7 +8,10 @@ from typing import Any
 import pytest
 
 from bastion.domain.errors import ConflictError, NotFoundError, UsageError
-from bastion.gateway import Deps, down, status, up
+from bastion.usecases.down import down
+from bastion.usecases.status import status
+from bastion.usecases.up import up
+from bastion.wiring import Deps
 from tests.aws.conftest import CALLER_IP, CallCounter, FakeIp, make_settings
 
 

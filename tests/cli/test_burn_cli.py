@@ -8,7 +8,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from bastion.domain.errors import ExitStatus
-from bastion.gateway import Deps
+from bastion.wiring import Deps
 from tests.aws.conftest import CallCounter
 from tests.cli.conftest import invoke
 

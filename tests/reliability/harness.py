@@ -13,12 +13,15 @@ import boto3
 from moto import mock_aws
 
 from bastion.adapters.aws.client import Ec2, make_session
-from bastion.burn import burn
+from bastion.adapters.config import load_settings
 from bastion.domain.calls import is_mutating
 from bastion.domain.clock import FakeClock
-from bastion.domain.settings import Settings, load_settings
+from bastion.domain.settings import Settings
 from bastion.domain.tags import TAG_GENERATION, TAG_NAME
-from bastion.gateway import Deps, down, up
+from bastion.usecases.burn import burn
+from bastion.usecases.down import down
+from bastion.usecases.up import up
+from bastion.wiring import Deps
 from tests.aws.conftest import FakeIp, FakeProbe
 from tests.faults import ec2_error
 

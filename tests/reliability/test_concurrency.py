@@ -16,7 +16,8 @@ from bastion.adapters.lock import release_all
 from bastion.domain.clock import FakeClock
 from bastion.domain.errors import ConflictError, ExitStatus
 from bastion.domain.model import Action
-from bastion.gateway import Deps, up
+from bastion.usecases.up import up
+from bastion.wiring import Deps
 from tests.aws.conftest import CallCounter, make_settings
 from tests.cli.conftest import invoke
 

@@ -191,10 +191,11 @@ def test_written_config_follows_a_relaunch_with_a_new_host_key(
     import boto3
     from moto import mock_aws
 
-    from bastion.access import SshConfigOptions, ssh_config
     from bastion.domain.clock import FakeClock
-    from bastion.gateway import Deps, up
     from bastion.testing import free_port
+    from bastion.usecases.access import SshConfigOptions, ssh_config
+    from bastion.usecases.up import up
+    from bastion.wiring import Deps
 
     port = free_port()
     with mock_aws():

@@ -17,16 +17,20 @@ import pytest
 from moto import mock_aws
 
 from bastion.adapters.aws.client import make_session
+from bastion.adapters.config import load_settings
 from bastion.adapters.keys import load_key
+from bastion.adapters.probe import OpenSshProbe
 from bastion.adapters.ssh import Endpoint, verify_login
 from bastion.domain.clock import FakeClock
 from bastion.domain.errors import AwsAuthError, SshError
 from bastion.domain.model import Action
-from bastion.domain.settings import Settings, load_settings
-from bastion.gateway import Deps, OpenSshProbe, status, up
-from bastion.rotate import parse_authorized_fingerprints, rotate_login
+from bastion.domain.settings import Settings
 from bastion.testing.local_gateway import LocalGateway
 from bastion.testing.stand_in import running_gateway
+from bastion.usecases.rotate import parse_authorized_fingerprints, rotate_login
+from bastion.usecases.status import status
+from bastion.usecases.up import up
+from bastion.wiring import Deps
 from tests.faults import Fault
 from tests.support import free_port
 

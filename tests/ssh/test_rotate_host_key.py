@@ -23,8 +23,8 @@ from bastion.adapters.keys import (
 from bastion.adapters.ssh import Endpoint, verify_login
 from bastion.domain.errors import HostKeyMismatchError, SshError
 from bastion.domain.model import Action
-from bastion.gateway import status
-from bastion.rotate import rotate_host_key
+from bastion.usecases.rotate import rotate_host_key
+from bastion.usecases.status import status
 
 world = test_rotate.world  # the moto + real-sshd world of the login-key tests
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bastion.allow import (
+from bastion.domain.allowlist import (
     expiry_after,
     parse_duration,
     parse_note,
@@ -17,7 +17,7 @@ from bastion.allow import (
 )
 from bastion.domain.errors import ConflictError, NotFoundError, UsageError
 from bastion.domain.model import IngressRule, SecurityGroup
-from bastion.domain.plan import rule_description
+from bastion.domain.rules import rule_description
 
 NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 ALICE = "arn:aws:iam::123456789012:user/alice"

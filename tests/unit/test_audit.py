@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bastion.audit import AuditOptions, Snapshot, fix_plan, run_checks
+from bastion.domain.audit import AuditOptions, Snapshot
+from bastion.domain.audit_checks import fix_plan, run_checks
 from bastion.domain.errors import NotFoundError, UsageError
 from bastion.domain.model import IngressRule, InstanceInfo, SecurityGroup
 

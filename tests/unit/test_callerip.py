@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bastion.adapters.callerip import detect_caller_cidr, is_world_open, normalize_cidr
+from bastion.adapters.callerip import detect_caller_cidr
+from bastion.domain.cidr import is_world_open, normalize_cidr
 from bastion.domain.errors import CallerIpError, UsageError
 
 SERVICES = ("https://a.example", "https://b.example", "https://c.example")

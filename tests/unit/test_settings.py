@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from bastion.adapters.config import load_settings
 from bastion.domain.errors import UsageError
-from bastion.domain.settings import load_settings
 
 
 def test_layers_override_in_order(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Use cases `ssh-config` and `ssh`: reach app hosts through the gateway with OpenSSH ProxyJump.
+"""The OpenSSH client config of a gateway: built from AWS, and kept current once written.
 
 `refresh_ssh_config` is the one function that keeps a written config current; `up` calls it
 (and through `up`, `burn`'s relaunch), and `rotate` calls it after a key change.
@@ -8,36 +8,27 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import shutil
-import sys
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from bastion.adapters import sshconfig
-from bastion.adapters.sshconfig import (
-    AppHost,
-    ClientConfig,
-    GatewayEntry,
-    IncludeChange,
-    WrittenConfig,
-)
-from bastion.domain.errors import ConflictError, NotFoundError, SshError, UsageError
+from bastion.adapters.sshconfig import AppHost, ClientConfig, GatewayEntry, WrittenConfig
+from bastion.domain.apply import Reporter
+from bastion.domain.errors import BastionError, ConflictError, NotFoundError, UsageError
 from bastion.domain.model import InstanceInfo
-from bastion.domain.settings import Settings
 from bastion.domain.tags import TAG_LOGIN_USER
-from bastion.gateway import Context, Deps, endpoint_for, open_context, recover_pin
-from bastion.inventory import observe
-
-if TYPE_CHECKING:
-    from bastion.adapters.aws.client import Ec2
-    from bastion.domain.apply import Reporter
+from bastion.usecases.ports import Cloud, Deps
+from bastion.usecases.shared.context import Context, endpoint_for, recover_pin
+from bastion.usecases.shared.inventory import observe
 
 log = logging.getLogger(__name__)
 
 RECORD_NAME = "ssh_config.json"
+
+
 LOCAL_CONFIG_NAME = "ssh_config"
+
+
 APP_KNOWN_HOSTS_NAME = "app_known_hosts"
 
 
@@ -50,18 +41,6 @@ class SshConfigOptions:
     hosts: tuple[str, ...] = ()
 
 
-@dataclass
-class SshConfigResult:
-    """The rendered config and, with `--write`, where it went."""
-
-    text: str
-    config: ClientConfig
-    path: Path | None = None
-    changed: bool = False
-    include: IncludeChange | None = None
-    warnings: tuple[str, ...] = ()
-
-
 @dataclass(frozen=True)
 class Refreshed:
     """A written config that was brought up to date (or already was)."""
@@ -70,48 +49,11 @@ class Refreshed:
     changed: bool
 
 
-def ssh_config(
-    settings: Settings,
-    deps: Deps,
-    options: SshConfigOptions | None = None,
-    write: bool = False,
-    home: Path | None = None,
-) -> SshConfigResult:
-    """Render the gateway's client config; with `write`, install it and Include it once."""
-    options = _validated(options or SshConfigOptions())
-    ctx = open_context(settings, deps)
-    config = build_client_config(ctx, options, settings.app_sg)
-    text = sshconfig.render_client_config(config)
-    warnings = tuple(
-        f"several app hosts are named {n!r}; reach them by instance id"
-        for n in sshconfig.ambiguous_names(config)
-    )
-    for warning in warnings:
-        deps.reporter.warn(warning)
-    if not write:
-        return SshConfigResult(text, config, warnings=warnings)
-    _write_local_copy(ctx, text)
-    home = home or Path.home()
-    path = sshconfig.config_path(home, settings.name)
-    deps.reporter.step(f"write {path}")
-    changed = sshconfig.write_if_changed(path, text)
-    include = sshconfig.ensure_include(home / ".ssh" / "config", sshconfig.config_dir(home))
-    record = WrittenConfig(
-        path=path,
-        app_user=options.app_user,
-        app_identity=str(options.app_identity) if options.app_identity else None,
-        hosts=options.hosts,
-        app_sg=settings.app_sg,
-    )
-    sshconfig.write_if_changed(ctx.files.root / RECORD_NAME, record.to_json())
-    return SshConfigResult(text, config, path, changed, include, warnings)
-
-
 def refresh_ssh_config(
     ctx: Context, reporter: Reporter | None = None, instance: InstanceInfo | None = None
 ) -> Refreshed | None:
     """Rewrite a config written by `ssh-config --write` for the gateway as it is now."""
-    record = _record(ctx)
+    record = read_record(ctx)
     if record is None:
         return None
     options = SshConfigOptions(
@@ -121,7 +63,7 @@ def refresh_ssh_config(
     )
     config = build_client_config(ctx, options, ctx.settings.app_sg or record.app_sg, instance)
     text = sshconfig.render_client_config(config)
-    _write_local_copy(ctx, text)
+    write_local_copy(ctx, text)
     changed = sshconfig.write_if_changed(record.path, text)
     if reporter is not None:
         how = "updated" if changed else "already current"
@@ -129,54 +71,25 @@ def refresh_ssh_config(
     return Refreshed(record.path, changed)
 
 
+def refresh_written_config(ctx: Context, deps: Deps) -> str | None:
+    """Keep a config written by `bastion ssh-config --write` current (address, keys)."""
+    try:
+        refreshed = refresh_ssh_config(ctx, deps.reporter)
+    except BastionError as exc:
+        deps.reporter.warn(
+            f"could not update the ssh config: {exc.message}; rerun `bastion ssh-config --write`"
+        )
+        return None
+    return str(refreshed.path) if refreshed else None
+
+
 def forget_ssh_config(ctx: Context) -> Path | None:
     """Delete the config `ssh-config --write` installed for this gateway (the Include stays)."""
-    record = _record(ctx)
+    record = read_record(ctx)
     if record is None:
         return None
     record.path.unlink(missing_ok=True)
     return record.path
-
-
-def ssh_command(
-    settings: Settings, deps: Deps, host: str | None, args: Sequence[str] = ()
-) -> list[str]:
-    """Return the `ssh` command line for HOST (or the gateway itself) with a fresh config."""
-    if host is not None and (not host or host.startswith("-") or any(c.isspace() for c in host)):
-        raise UsageError(f"{host!r} is not a host; name an app host, e.g. app-1 or 10.0.1.5")
-    binary = shutil.which("ssh")
-    if binary is None:
-        raise NotFoundError("the OpenSSH client `ssh` is not installed; install openssh-client")
-    ctx = open_context(settings, deps)
-    record = _record(ctx)
-    options = SshConfigOptions()
-    if record is not None:
-        options = SshConfigOptions(
-            record.app_user,
-            Path(record.app_identity) if record.app_identity else None,
-            record.hosts,
-        )
-    app_sg = settings.app_sg or (record.app_sg if record else None)
-    config = build_client_config(ctx, options, app_sg)
-    text = sshconfig.render_client_config(config)
-    local = _write_local_copy(ctx, text)
-    if record is not None:
-        sshconfig.write_if_changed(record.path, text)
-    if host is None:
-        # The login user has no sessions at all (MaxSessions 0): hold the authenticated
-        # connection open instead of asking for a shell it will never get.
-        return [binary, "-F", str(local), "-N", config.gateway.alias, *args]
-    return [binary, "-F", str(local), host, *args]
-
-
-def exec_ssh(argv: Sequence[str], deps: Deps) -> None:
-    """Replace this process with `argv` (through the injected exec in tests)."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    try:
-        deps.execvp(argv[0], list(argv))
-    except OSError as exc:
-        raise SshError(f"cannot run {argv[0]}: {exc}") from exc
 
 
 def build_client_config(
@@ -186,8 +99,8 @@ def build_client_config(
     instance: InstanceInfo | None = None,
 ) -> ClientConfig:
     """Gather the gateway's address, keys and app hosts into a `ClientConfig`."""
-    settings, ec2, files = ctx.settings, ctx.ec2, ctx.files
-    observed = observe(ec2, settings.name, app_sg)
+    settings, aws, files = ctx.settings, ctx.aws, ctx.files
+    observed = observe(aws, settings.name, app_sg)
     instance = instance or observed.instance
     if instance is None or instance.state != "running":
         state = f"is {instance.state}" if instance else "has no instance"
@@ -204,17 +117,17 @@ def build_client_config(
     app_group_id = (
         observed.app_group.group_id
         if observed.app_group
-        else (ec2.groups.group_referencing(group_ids) if group_ids else None)
+        else (aws.groups.group_referencing(group_ids) if group_ids else None)
     )
     app_hosts = tuple(
         AppHost(i.instance_id, i.tags.get("Name"), i.private_ip)
-        for i in (ec2.compute.running_in_group(app_group_id) if app_group_id else ())
+        for i in (aws.compute.running_in_group(app_group_id) if app_group_id else ())
         if i.private_ip and i.instance_id != instance.instance_id
     )
     if options.hosts:
         patterns, source = options.hosts, "--hosts"
     else:
-        subnet = ec2.network.subnet(instance.subnet_id) if instance.subnet_id else None
+        subnet = aws.network.subnet(instance.subnet_id) if instance.subnet_id else None
         patterns = sshconfig.cidr_patterns(subnet.vpc_cidr) if subnet else ()
         source = f"{subnet.vpc_id} {subnet.vpc_cidr}" if subnet else ""
     root = files.root.absolute()
@@ -236,13 +149,13 @@ def build_client_config(
     )
 
 
-def permit_open_targets(ec2: Ec2, app_group_id: str | None) -> tuple[str, ...]:
+def permit_open_targets(aws: Cloud, app_group_id: str | None) -> tuple[str, ...]:
     """Return `IP:22` for every running app host: what `--restrict-forwarding` permits."""
     if app_group_id is None:
         raise UsageError(
             "--restrict-forwarding needs to know the app hosts; pass --app-sg with their group"
         )
-    addresses = {i.private_ip for i in ec2.compute.running_in_group(app_group_id) if i.private_ip}
+    addresses = {i.private_ip for i in aws.compute.running_in_group(app_group_id) if i.private_ip}
     if not addresses:
         raise UsageError(
             f"--restrict-forwarding: no running instance in {app_group_id} to permit; start "
@@ -261,9 +174,9 @@ def permit_open_in(user_data: str) -> tuple[str, ...]:
     return ()
 
 
-def stale_permit_open(ec2: Ec2, instance: InstanceInfo, wanted: tuple[str, ...]) -> str | None:
+def stale_permit_open(aws: Cloud, instance: InstanceInfo, wanted: tuple[str, ...]) -> str | None:
     """Say which app hosts a running gateway's PermitOpen does not let through, if any."""
-    current = permit_open_in(ec2.compute.user_data(instance.instance_id))
+    current = permit_open_in(aws.compute.user_data(instance.instance_id))
     missing = [t for t in wanted if t not in current]
     if not missing:
         return None
@@ -274,18 +187,7 @@ def stale_permit_open(ec2: Ec2, instance: InstanceInfo, wanted: tuple[str, ...])
     )
 
 
-def _validated(options: SshConfigOptions) -> SshConfigOptions:
-    sshconfig.validate_app_user(options.app_user)
-    sshconfig.validate_patterns(options.hosts)
-    identity = options.app_identity
-    if identity is not None:
-        identity = identity.expanduser().absolute()
-        if not identity.is_file():
-            raise UsageError(f"--app-identity {identity} does not exist; pass a private key file")
-    return SshConfigOptions(options.app_user, identity, options.hosts)
-
-
-def _record(ctx: Context) -> WrittenConfig | None:
+def read_record(ctx: Context) -> WrittenConfig | None:
     path = ctx.files.root / RECORD_NAME
     try:
         return WrittenConfig.from_json(path.read_text())
@@ -297,7 +199,7 @@ def _record(ctx: Context) -> WrittenConfig | None:
         ) from exc
 
 
-def _write_local_copy(ctx: Context, text: str) -> Path:
+def write_local_copy(ctx: Context, text: str) -> Path:
     path = ctx.files.root / LOCAL_CONFIG_NAME
     sshconfig.write_if_changed(path, text)
     return path

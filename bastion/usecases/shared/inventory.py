@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from bastion.adapters.aws.client import Ec2
 from bastion.domain.errors import ConflictError
 from bastion.domain.model import ObservedGateway, SecurityGroup
 from bastion.domain.tags import TAG_GENERATION, TAG_INCIDENT, TAG_RETIRING, TAG_STANDBY
+from bastion.usecases.ports import Cloud
 
 
-def observe(ec2: Ec2, name: str, app_sg: str | None, vpc_id: str | None = None) -> ObservedGateway:
+def observe(
+    aws: Cloud, name: str, app_sg: str | None, vpc_id: str | None = None
+) -> ObservedGateway:
     """Describe everything AWS holds for gateway `name` (a handful of calls, no scanning)."""
-    key_pairs = ec2.key_pairs.find_key_pairs(name)
-    groups = ec2.groups.find_gateway_groups(name)
+    key_pairs = aws.key_pairs.find_key_pairs(name)
+    groups = aws.groups.find_gateway_groups(name)
     # An instance kept for forensics after `burn --keep-instance` is evidence, not the gateway.
-    found = [i for i in ec2.compute.find_instances(name) if TAG_INCIDENT not in i.tags]
+    found = [i for i in aws.compute.find_instances(name) if TAG_INCIDENT not in i.tags]
     # Mid-relaunch (blue/green) the new generation is a standby and, once promoted, the old one
     # is retiring; the gateway is the one instance that is neither (or the retiring one while
     # the standby is not promoted yet).
@@ -35,7 +37,7 @@ def observe(ec2: Ec2, name: str, app_sg: str | None, vpc_id: str | None = None) 
     )
     current = [g for g in groups if _generation(g) == generation]
     stale = tuple(g for g in groups if g not in current)
-    app_group = ec2.groups.group(app_sg, vpc_id) if app_sg else None
+    app_group = aws.groups.group(app_sg, vpc_id) if app_sg else None
     key_pair = key_pairs[0] if key_pairs else None
     if instance and instance.key_name:
         key_pair = next((k for k in key_pairs if k.name == instance.key_name), key_pair)

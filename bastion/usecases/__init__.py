@@ -1,0 +1,1 @@
+"""Use cases: observe, plan, apply, return data. One module per command; shared steps in shared/."""

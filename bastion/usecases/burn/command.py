@@ -1,0 +1,173 @@
+"""`burn`: find (or open) the incident, then contain, preserve, destroy and relaunch."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from bastion.adapters.incidents import IncidentFolder, load_incident, open_incident
+from bastion.adapters.localstate import GatewayFiles
+from bastion.domain.errors import NotFoundError
+from bastion.domain.incident import (
+    CLOSED,
+    CONTAIN,
+    DESTROY,
+    OPEN,
+    PRESERVE,
+    RELAUNCH,
+    Incident,
+    clean_reason,
+    pre_incident,
+)
+from bastion.domain.model import InstanceInfo
+from bastion.domain.settings import Settings
+from bastion.domain.tags import (
+    TAG_HOST_KEY_FINGERPRINT,
+    TAG_INCIDENT,
+    TAG_INCIDENT_APP_GROUPS,
+    TAG_INCIDENT_STATE,
+    TAG_KEY_FINGERPRINT,
+)
+from bastion.usecases.burn.dry_run import planned_calls
+from bastion.usecases.burn.run import BurnRun
+from bastion.usecases.burn.state import BurnState
+from bastion.usecases.ports import Deps
+from bastion.usecases.shared.context import Context, allowed_cidrs, open_context
+
+log = logging.getLogger(__name__)
+
+
+def incidents_dir(settings: Settings, region: str) -> Path:
+    """Return the folder holding this gateway's incident records (they survive `burn`)."""
+    return GatewayFiles(settings.gateway_dir(region).expanduser(), settings.name).incidents
+
+
+@dataclass
+class BurnResult:
+    """What `burn` did, and where the record is."""
+
+    incident: Incident
+    record_path: Path
+    steps: list[str]
+    dry_run: bool
+    calls: dict[str, list[str]] = field(default_factory=dict)
+
+
+def burn(
+    settings: Settings,
+    deps: Deps,
+    reason: str = "",
+    relaunch: bool = True,
+    keep_instance: bool = False,
+    resume: str | None = None,
+    dry_run: bool = False,
+) -> BurnResult:
+    """Run the incident command; resumes an open incident of this gateway if there is one."""
+    started = deps.clock.now()
+    if relaunch and settings.allow:
+        allowed_cidrs(settings, deps)  # a bad --allow fails now, not after the gateway is gone
+    ctx = open_context(settings, deps, lock_for=None if dry_run else "burn")
+    calls = ctx.aws.call_log()
+    folder = ctx.files.incidents
+    incident = _find_incident(ctx, folder, resume)
+    instance: InstanceInfo | None
+    found = ctx.aws.compute.find_instances(settings.name) if incident is None else []
+    if incident is None:
+        incident = _adopt_tagged_incident(found, settings, ctx, started)
+    if incident is None:
+        instances = [i for i in found if TAG_INCIDENT not in i.tags]
+        if not instances:
+            raise NotFoundError(
+                f"gateway {settings.name!r} has no live instance to burn; run `bastion status`"
+            )
+        instance = max(instances, key=lambda i: i.generation)
+        incident = Incident(
+            incident_id=f"inc-{started.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(2)}",
+            name=settings.name,
+            region=ctx.aws.region,
+            reason=clean_reason(reason),
+            started_at=started.isoformat(),
+            operator=ctx.operator,
+        )
+        incident.pre_incident = pre_incident(instance)
+        incident.keys["old"] = {
+            "key_pair": instance.key_name,
+            "login_key_fingerprint": instance.tags.get(TAG_KEY_FINGERPRINT),
+            "host_key_fingerprint": instance.tags.get(TAG_HOST_KEY_FINGERPRINT),
+        }
+    else:
+        iid = incident.pre_incident["instance_id"]
+        instance = (
+            None
+            if ctx.aws.compute.instance_state(iid) == "terminated"
+            else ctx.aws.compute.instance(iid)
+        )
+    steps = list(CONTAIN + PRESERVE + DESTROY)
+    if relaunch:
+        steps += list(RELAUNCH)
+    todo = [s for s in steps if s not in incident.steps_done]
+    record_path = folder / incident.incident_id / "report.json"
+    if dry_run:
+        planned = planned_calls(ctx, incident, instance, todo, keep_instance)
+        return BurnResult(incident, record_path, todo, True, planned)
+    state = BurnState(
+        ctx, deps, incident, instance, IncidentFolder(record_path.parent), keep_instance
+    )
+    run = BurnRun(state, calls)
+    incident.api_calls.extend({"step": "observe", **c} for c in calls)
+    run.save()
+    for step in todo:
+        run.step(step)
+    if relaunch:
+        incident.mark("recovered", deps.clock.now())
+    if state.instance is not None:  # kept for forensics: no longer an unfinished incident
+        ctx.aws.compute.tag(state.instance.instance_id, {TAG_INCIDENT_STATE: CLOSED})
+    incident.state = CLOSED
+    run.save()
+    return BurnResult(incident, record_path, todo, False)
+
+
+def _find_incident(ctx: Context, folder: Path, resume: str | None) -> Incident | None:
+    if resume is not None:
+        record = load_incident(folder, resume)
+        if record is None:
+            raise NotFoundError(f"no incident {resume!r} in {folder}; see `ls {folder}`")
+        return record
+    record = open_incident(folder, ctx.settings.name)
+    if record is not None:
+        log.info("resuming open incident %s", record.incident_id)
+    return record
+
+
+def _adopt_tagged_incident(
+    found: list[InstanceInfo], settings: Settings, ctx: Context, now: datetime
+) -> Incident | None:
+    """Take over an open incident known only from AWS tags (its record is on another machine).
+
+    Every step checks AWS before acting, so running them all again finishes the job without
+    undoing containment; what the lost record knew of the time before is marked as unknown.
+    """
+    tagged = [i for i in found if i.tags.get(TAG_INCIDENT_STATE) == OPEN and TAG_INCIDENT in i.tags]
+    if not tagged:
+        return None
+    instance = tagged[0]
+    log.warning(
+        "adopting open incident %s from the tags of %s",
+        instance.tags[TAG_INCIDENT],
+        instance.instance_id,
+    )
+    incident = Incident(
+        incident_id=instance.tags[TAG_INCIDENT],
+        name=settings.name,
+        region=ctx.aws.region,
+        reason="(adopted from AWS tags; the original record is on another machine)",
+        started_at=now.isoformat(),
+        operator=ctx.operator,
+    )
+    incident.pre_incident = pre_incident(instance)
+    trusted_by = instance.tags.get(TAG_INCIDENT_APP_GROUPS, "")
+    incident.containment["app_groups"] = [g for g in trusted_by.split(",") if g]
+    return incident

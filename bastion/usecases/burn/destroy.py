@@ -1,0 +1,87 @@
+"""Destroy: nothing may keep trusting the burnt gateway; then remove what containment added."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from bastion.domain.apply import wait_until
+from bastion.domain.errors import NotFoundError
+from bastion.domain.incident import DESTROY
+from bastion.usecases.burn.state import Phase
+from bastion.usecases.shared.clientconfig import RECORD_NAME
+
+
+class Destruction(Phase):
+    """Delete the key pairs and local keys, terminate (or stop), clean up."""
+
+    steps = DESTROY
+
+    def destroy_key_pairs(self) -> dict[str, Any]:
+        """Delete every EC2 key pair of the gateway: nothing may keep trusting it."""
+        deleted = []
+        for key_pair in self.ctx.aws.key_pairs.find_key_pairs(self.incident.name):
+            self.ctx.aws.key_pairs.delete_key_pair(key_pair.name)
+            deleted.append(key_pair.name)
+        return {"deleted": deleted}
+
+    def destroy_local_keys(self) -> None:
+        """Remove the compromised private keys and the pin of the burnt host key."""
+        # Where the ssh config was written stays, so the relaunch rewrites it for the new gateway.
+        self.ctx.files.remove(keep=(RECORD_NAME,))
+
+    def destroy_instance(self) -> dict[str, Any]:
+        """Terminate (or, with --keep-instance, stop) the isolated instance."""
+        if self.instance is None:
+            return {"skipped": "already terminated"}
+        aws, iid = self.ctx.aws, self.instance.instance_id
+        target = "stopped" if self.keep_instance else "terminated"
+        if self.keep_instance:
+            aws.compute.stop_instance(iid)
+        else:
+            aws.compute.set_termination_protection(iid, False)
+            aws.compute.terminate_instance(iid)
+        wait_until(
+            lambda: aws.compute.instance_state(iid) == target,
+            f"{iid} to be {target}",
+            self.deps.clock,
+            self.deps.reporter,
+            self.ctx.settings.wait_timeout,
+        )
+        if not self.keep_instance:
+            self.instance = None
+        return {"state": target}
+
+    def destroy_cleanup(self) -> dict[str, Any]:
+        """Remove what containment added, once the instance is gone; keep it if it is kept."""
+        aws = self.ctx.aws
+        removed: list[str] = []
+        ip = self.pre.get("private_ip")
+        if self.instance is None and ip:
+            recorded = {
+                (e["acl_id"], int(e["number"]), bool(e["egress"]))
+                for e in self.incident.containment.get("acl_entries", [])
+            }
+            # Delete only what is still there (a resume may find some gone), and only the deny
+            # entries containment made; with the record lost (adopted from tags), those are the
+            # deny entries for the burnt instance's own address.
+            for acl_id, entries in aws.network.vpc_network_acls(self.pre["vpc_id"]):
+                for e in entries:
+                    key = (acl_id, int(e["RuleNumber"]), bool(e.get("Egress")))
+                    ours = e.get("RuleAction") == "deny" and e.get("CidrBlock") == f"{ip}/32"
+                    if ours and (not recorded or key in recorded):
+                        with contextlib.suppress(NotFoundError):
+                            aws.network.delete_acl_entry(*key)
+                        removed.append(f"acl {acl_id} #{key[1]}")
+        kinds = ("open",) if self.instance is not None else ("open", "isolate")
+        for kind in kinds:
+            group_id = aws.groups.find_group_by_name(
+                self.state.group_name(kind), self.pre["vpc_id"]
+            )
+            if group_id:
+                aws.groups.delete_group(group_id)
+                removed.append(group_id)
+        for group in aws.groups.find_gateway_groups(self.incident.name):
+            aws.groups.delete_group(group.group_id)
+            removed.append(group.group_id)
+        return {"removed": removed}

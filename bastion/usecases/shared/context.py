@@ -1,0 +1,144 @@
+"""One gateway's context (AWS, local folder, operator, lock) and small steps the use cases share."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from bastion.adapters import keys
+from bastion.adapters.callerip import detect_caller_cidr
+from bastion.adapters.localstate import GatewayFiles
+from bastion.domain.apply import json_line
+from bastion.domain.cidr import is_world_open, normalize_cidr
+from bastion.domain.errors import ConflictError, SshError, UsageError
+from bastion.domain.model import InstanceInfo, ObservedGateway
+from bastion.domain.settings import Settings
+from bastion.domain.tags import TAG_HOST_KEY_FINGERPRINT
+from bastion.usecases.ports import Cloud, Deps
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Context:
+    """One gateway's AWS connection, local files and operator identity."""
+
+    settings: Settings
+    aws: Cloud
+    files: GatewayFiles
+    operator: str
+
+
+def open_context(settings: Settings, deps: Deps, lock_for: str | None = None) -> Context:
+    """Connect, identify the caller and locate the gateway's local folder.
+
+    `lock_for` names a command that will change the gateway: it then holds the gateway's lock
+    (see bastion.lock) before any AWS call, so two bastions on this machine never interleave.
+    """
+    aws = deps.aws(settings)
+    folder = settings.gateway_dir(aws.region).expanduser()
+    if lock_for is not None:
+        from bastion.adapters.lock import hold_gateway_lock
+
+        hold_gateway_lock(
+            folder.with_name(f"{settings.name}.lock"),
+            lock_for,
+            deps.clock,
+            deps.reporter,
+            settings.lock_wait,
+        )
+    operator = aws.caller_arn()
+    files = GatewayFiles(folder, settings.name)
+    return Context(settings, aws, files, operator)
+
+
+def allowed_cidrs(settings: Settings, deps: Deps) -> tuple[str, ...]:
+    """Return the CIDRs to open: --allow as given, or the detected caller IP."""
+    if settings.allow:
+        cidrs = tuple(dict.fromkeys(normalize_cidr(c) for c in settings.allow))
+    else:
+        cidrs = (detect_caller_cidr(deps.fetch),)
+    open_to_all = [c for c in cidrs if is_world_open(c)]
+    if open_to_all and not settings.allow_anywhere:
+        raise UsageError(
+            f"{open_to_all[0]} would open the gateway to the whole Internet; pass your own "
+            "IP instead, or add --allow-anywhere if you really mean it"
+        )
+    if open_to_all:
+        deps.reporter.warn(
+            f"WARNING: the gateway port will be reachable from {', '.join(open_to_all)} "
+            "(--allow-anywhere); anyone can try to log in"
+        )
+    return cidrs
+
+
+def endpoint_for(settings: Settings, instance: InstanceInfo, port: int) -> tuple[str, int]:
+    """Return where this operator reaches the gateway's sshd (see --reach)."""
+    if settings.reach == "public":
+        if not instance.public_ip:
+            raise SshError(
+                f"{instance.instance_id} has no public IP; use --reach private over a VPN, "
+                "or --reach 127.0.0.1:PORT with an SSM port forward"
+            )
+        return instance.public_ip, port
+    if settings.reach == "private":
+        if not instance.private_ip:
+            raise SshError(f"{instance.instance_id} has no private IP yet; rerun shortly")
+        return instance.private_ip, port
+    host, _, forwarded = settings.reach.rpartition(":")
+    return host.strip("[]"), int(forwarded)
+
+
+_HOST_PUBLIC_RE = re.compile(r"ed25519_public:\s*\"?(ssh-ed25519 [A-Za-z0-9+/]+={0,2})")
+
+
+def host_key_from_user_data(user_data: str) -> str | None:
+    """Return the seeded host public key from a gateway's user data, if any."""
+    match = _HOST_PUBLIC_RE.search(user_data)
+    return match.group(1) if match else None
+
+
+def recover_pin(ctx: Context, instance: InstanceInfo) -> None:
+    """Pin the host key from the instance's user data (AWS API, not the network) when lost."""
+    public = host_key_from_user_data(ctx.aws.compute.user_data(instance.instance_id))
+    expected = instance.tags.get(TAG_HOST_KEY_FINGERPRINT)
+    if public is None or (expected and keys.fingerprint(public) != expected):
+        raise ConflictError(
+            f"cannot re-pin the host key of {instance.instance_id}: its user data and tags "
+            "disagree; treat the gateway as suspect and run `bastion burn`"
+        )
+    ctx.files.pin_host_key(public)
+    log.info("re-pinned host key %s from the instance's user data", keys.fingerprint(public))
+
+
+def journal_for(files: GatewayFiles) -> Callable[[dict[str, Any]], None]:
+    def write(entry: dict[str, Any]) -> None:
+        if files.root.exists():
+            with files.journal.open("a") as handle:
+                handle.write(json_line(entry))
+
+    return write
+
+
+def tag_time(instance: InstanceInfo, tag: str) -> datetime | None:
+    """Return when a key was made: its tag (set by rotations), else the instance's launch."""
+
+    stamp = instance.tags.get(tag)
+    if stamp:
+        try:
+            return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        except ValueError:
+            pass
+    return instance.launch_time
+
+
+def referencing_app_group(aws: Cloud, observed: ObservedGateway) -> str | None:
+    """Find the group that admits SSH from this gateway, so `down` removes that reference."""
+    groups = ([observed.group] if observed.group else []) + list(observed.stale_groups)
+    if not groups:
+        return None
+    return aws.groups.group_referencing([g.group_id for g in groups])

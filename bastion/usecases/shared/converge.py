@@ -1,0 +1,111 @@
+"""Converge one gateway on its spec: the flow of `up`, which `burn` also runs to relaunch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from bastion.domain.allowlist import without_expired
+from bastion.domain.apply import apply_plan
+from bastion.domain.errors import UsageError
+from bastion.domain.model import Action, GatewaySpec, Plan
+from bastion.domain.plan import Network, plan_up
+from bastion.domain.settings import Settings
+from bastion.usecases.ports import Deps
+from bastion.usecases.shared.clientconfig import (
+    permit_open_targets,
+    refresh_written_config,
+    stale_permit_open,
+)
+from bastion.usecases.shared.context import (
+    Context,
+    allowed_cidrs,
+    journal_for,
+    open_context,
+    recover_pin,
+)
+from bastion.usecases.shared.inventory import observe
+from bastion.usecases.shared.launch import UpHandlers
+from bastion.usecases.shared.report import gateway_report
+
+
+@dataclass
+class UpResult:
+    """What `up` planned and did, and the gateway afterwards."""
+
+    plan: Plan
+    applied: list[Action]
+    status: dict[str, Any] | None
+    ssh_config: str | None = None  # the written client config, when `up` refreshed it
+
+
+def converge(
+    settings: Settings,
+    deps: Deps,
+    dry_run: bool = False,
+    generation_floor: int = 1,
+    ctx: Context | None = None,
+) -> UpResult:
+    """Create or converge a gateway; a second run with nothing changed changes nothing."""
+    cidrs = allowed_cidrs(settings, deps)
+    ctx = ctx or open_context(settings, deps, lock_for=None if dry_run else "up")
+    aws = ctx.aws
+    subnet = aws.network.subnet(settings.subnet)
+    observed = observe(aws, settings.name, settings.app_sg, subnet.vpc_id)
+    # Expired allow rules go first, and the planner never sees them (see bastion.allow).
+    observed, prune = without_expired(observed, deps.clock.now())
+    instance = observed.instance
+    if instance and instance.subnet_id and instance.subnet_id != subnet.subnet_id:
+        subnet = aws.network.subnet(instance.subnet_id)
+    if observed.app_group and observed.app_group.vpc_id != subnet.vpc_id:
+        raise UsageError(
+            f"--app-sg {observed.app_group.group_id} is in {observed.app_group.vpc_id}, but the "
+            f"gateway is in {subnet.vpc_id}; pass a --subnet in the app's VPC"
+        )
+    local = ctx.files.read()
+    if instance and local.pinned_host_key is None and not dry_run:
+        recover_pin(ctx, instance)
+        local = ctx.files.read()
+    spec = GatewaySpec(
+        name=settings.name,
+        port=settings.port,
+        allowed_cidrs=cidrs,
+        instance_type=settings.instance_type,
+        image=settings.image,
+        subnet_id=subnet.subnet_id,
+        app_sg=settings.app_sg,
+        login_user=settings.login_user,
+        admin_user=settings.admin_user,
+        operator=ctx.operator,
+    )
+    permit_open: tuple[str, ...] = ()
+    if settings.restrict_forwarding:
+        app_group_id = observed.app_group.group_id if observed.app_group else None
+        permit_open = permit_open_targets(aws, app_group_id)
+        stale = stale_permit_open(aws, instance, permit_open) if instance else None
+        if stale:
+            deps.reporter.warn(stale)
+    now = deps.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ")
+    network = Network(subnet.subnet_id, subnet.vpc_id, subnet.vpc_cidr)
+    plan = plan_up(spec, observed, local, network, now, generation_floor)
+    plan = Plan(plan.command, plan.name, prune.actions + plan.actions, plan.warnings)
+    if not settings.verify:
+        plan = Plan(
+            plan.command,
+            plan.name,
+            tuple(a for a in plan.actions if a.kind != "verify"),
+            plan.warnings,
+        )
+    for warning in plan.warnings:
+        deps.reporter.warn(warning)
+    if dry_run:
+        return UpResult(plan, [], None)
+    handlers = UpHandlers(ctx, deps, spec, observed, network, now)
+    handlers.permit_open = permit_open
+    outcome = apply_plan(
+        plan, handlers.table(), deps.reporter, journal_for(ctx.files), before_each=deps.before_each
+    )
+    refreshed = refresh_written_config(ctx, deps)
+    return UpResult(
+        plan, outcome.done, gateway_report(settings, deps, ctx=ctx, cidr_hint=cidrs), refreshed
+    )
