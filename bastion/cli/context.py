@@ -1,0 +1,101 @@
+"""What every command shares: global options, settings, Deps, and the one error boundary.
+
+`boundary` is the only place that turns a failure into an exit code (see `ExitStatus`).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import typer
+
+from bastion.domain.errors import BastionError, ExitStatus
+
+if TYPE_CHECKING:
+    from bastion.domain.settings import Settings
+    from bastion.wiring import Deps
+
+T = TypeVar("T")
+
+
+class State:
+    """Options shared by every command, kept on typer's context object."""
+
+    def __init__(self) -> None:
+        self.profile: str | None = None
+        self.region: str | None = None
+        self.verbosity = 0
+        self.deps: Deps | None = None
+
+
+def state_of(ctx: typer.Context) -> State:
+    """Return the options shared by every command (and the injected Deps, in tests)."""
+    obj = ctx.find_root().obj
+    if isinstance(obj, State):
+        return obj
+    state = State()
+    # Tests inject a Deps object; importing its module here would slow every start-up.
+    if obj is not None:
+        state.deps = obj
+    ctx.find_root().obj = state
+    return state
+
+
+def settings_for(ctx: typer.Context, **flags: Any) -> Settings:
+    """Load the settings: defaults < config file < environment < these flags."""
+    from bastion.adapters.config import load_settings
+
+    state = state_of(ctx)
+    return load_settings({"profile": state.profile, "region": state.region, **flags})
+
+
+def deps_for(ctx: typer.Context, json_output: bool) -> Deps:
+    """Return the injected Deps (or the real ones), reporting for people or scripts."""
+    from bastion.wiring import Deps
+
+    state = state_of(ctx)
+    deps = state.deps or Deps()
+    deps.reporter = reporter_for(json_output)
+    return deps
+
+
+def reporter_for(json_output: bool) -> Any:
+    """Return where progress goes: a live line on a terminal, none for --json."""
+    from bastion.cli.progress import ConsoleReporter
+
+    return ConsoleReporter(live=not json_output and sys.stderr.isatty())
+
+
+@contextmanager
+def boundary() -> Iterator[None]:
+    """Map every failure to one line on stderr and its exit code; the only error boundary."""
+    try:
+        yield
+    except BastionError as exc:
+        typer.echo(f"bastion: error: {exc.message}", err=True)
+        logging.getLogger(__name__).debug("details", exc_info=True)
+        raise typer.Exit(int(exc.exit_status)) from None
+    except KeyboardInterrupt:
+        typer.echo("bastion: interrupted; rerun the same command to finish", err=True)
+        raise typer.Exit(130) from None
+    except (typer.Exit, typer.Abort):
+        raise
+    except Exception as exc:
+        logging.getLogger(__name__).debug("unexpected failure", exc_info=True)
+        typer.echo(
+            f"bastion: internal error: {type(exc).__name__}: {exc} "
+            "(rerun with -vv for details and report it)",
+            err=True,
+        )
+        raise typer.Exit(int(ExitStatus.ERROR)) from None
+
+
+def guarded(fn: Callable[[], T]) -> T:
+    """Run `fn` inside the error boundary."""
+    with boundary():
+        return fn()
+    raise AssertionError("unreachable")  # pragma: no cover

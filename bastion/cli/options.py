@@ -1,0 +1,27 @@
+"""Options several commands share."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+NameOpt = Annotated[
+    str | None, typer.Option("--name", "-n", help="Gateway name [default: default].")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON on stdout; no progress.")]
+DryRunOpt = Annotated[
+    bool, typer.Option("--dry-run", help="Print the plan (every change) and make none.")
+]
+AppSgOpt = Annotated[
+    str | None,
+    typer.Option("--app-sg", help="App security group (id or name) to admit SSH from the gateway."),
+]
+ReachOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--reach",
+        help="Where this machine reaches sshd: public (default), private (VPN), or HOST:PORT "
+        "(an SSM port forward or the local demo).",
+    ),
+]
