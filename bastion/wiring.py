@@ -9,9 +9,9 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from bastion.adapters.aws.client import Ec2, make_session
+from bastion.adapters.aws.client import Ec2, SessionFactory, make_session
 from bastion.adapters.callerip import Fetch, https_fetch
 from bastion.adapters.probe import OpenSshProbe
 from bastion.domain.apply import QuietReporter, Reporter
@@ -20,15 +20,12 @@ from bastion.domain.model import Action
 from bastion.domain.settings import Settings
 from bastion.usecases import ports
 
-if TYPE_CHECKING:
-    import boto3
-
 
 @dataclass
 class Deps:
     """Everything with a side effect outside the process, injectable for tests."""
 
-    session_factory: Callable[[str | None, str | None], boto3.Session] = make_session
+    session_factory: SessionFactory = make_session
     clock: Clock = field(default_factory=SystemClock)
     fetch: Fetch = https_fetch
     probe: ports.GatewayProbe = field(default_factory=OpenSshProbe)

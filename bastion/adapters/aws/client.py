@@ -24,6 +24,9 @@ if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
     from mypy_boto3_ssm import SSMClient
 
+SessionFactory = Callable[[str | None, str | None], "boto3.Session"]
+"""Make a boto3 session from a profile and a region (`make_session`, or a test's)."""
+
 
 def make_session(profile: str | None, region: str | None) -> boto3.Session:
     """Build a boto3 session from the standard credential chain."""
