@@ -1,6 +1,6 @@
 """Every error bastion raises on purpose, each with its exit code.
 
-Only `cli.py` turns these into exits; everything else raises.
+Only `cli.context.boundary` turns these into exits; everything else raises.
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ def open_context(settings: Settings, deps: Deps, lock_for: str | None = None) ->
     """Connect, identify the caller and locate the gateway's local folder.
 
     `lock_for` names a command that will change the gateway: it then holds the gateway's lock
-    (see bastion.lock) before any AWS call, so two bastions on this machine never interleave.
+    (see adapters.lock) before any AWS call, so two bastions on this machine never interleave.
     """
     aws = deps.aws(settings)
     folder = settings.gateway_dir(aws.region).expanduser()

@@ -52,7 +52,7 @@ def converge(
     aws = ctx.aws
     subnet = aws.network.subnet(settings.subnet)
     observed = observe(aws, settings.name, settings.app_sg, subnet.vpc_id)
-    # Expired allow rules go first, and the planner never sees them (see bastion.allow).
+    # Expired allow rules go first, and the planner never sees them (see domain.allowlist).
     observed, prune = without_expired(observed, deps.clock.now())
     instance = observed.instance
     if instance and instance.subnet_id and instance.subnet_id != subnet.subnet_id:
