@@ -20,7 +20,9 @@ from bastion.errors import (
     BastionError,
     CallerIpError,
     ConflictError,
+    GatewayUnavailable,
     SshError,
+    TimeoutExpired,
     UsageError,
 )
 from bastion.inventory import observe
@@ -573,10 +575,33 @@ class UpHandlers:
             hint="the instance may still be booting (rerun `bastion up`), or your IP is not "
             "allowed (see `bastion status`)",
         )
-        fingerprint = probe.verify_login(
-            host, port, self.ctx.settings.login_user, str(self.ctx.files.login_key), pinned
-        )
-        results["verified_host_key"] = fingerprint
+        failures: list[GatewayUnavailable | TimeoutExpired] = []
+
+        def logged_in() -> bool:
+            # A booting gateway may close its port for a moment (an image that restarts sshd):
+            # retry what a retry can mend; a wrong host key or a refused key fails at once.
+            try:
+                results["verified_host_key"] = probe.verify_login(
+                    host, port, self.ctx.settings.login_user, str(self.ctx.files.login_key), pinned
+                )
+                return True
+            except (GatewayUnavailable, TimeoutExpired) as exc:
+                log.info("login to %s:%s not yet possible: %s", host, port, exc)
+                failures.append(exc)
+                return False
+
+        try:
+            wait_until(
+                logged_in,
+                f"a login on {host}:{port}",
+                self.deps.clock,
+                self.deps.reporter,
+                self.ctx.settings.wait_timeout,
+                interval=2.0,
+            )
+        except TimeoutExpired as exc:
+            last = failures[-1].message if failures else "no answer"
+            raise TimeoutExpired(f"{exc.message}; last attempt: {last}") from exc
 
 
 def status(
