@@ -24,7 +24,7 @@ from bastion.apply import json_line, wait_until
 from bastion.aws import is_mutating
 from bastion.errors import ConflictError, NotFoundError, UsageError
 from bastion.gateway import Context, Deps, allowed_cidrs, open_context, up
-from bastion.localstate import GatewayFiles
+from bastion.localstate import GatewayFiles, append_private
 from bastion.model import (
     TAG_HOST_KEY_FINGERPRINT,
     TAG_IMAGE,
@@ -337,9 +337,7 @@ class BurnRun:
         """Append one line to the incident journal."""
         keys.ensure_private_dir(self.folder)
         line = json_line({"at": (at or self.deps.clock.now()).isoformat(), **entry})
-        fd = os.open(self.folder / "journal.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        with os.fdopen(fd, "a") as handle:
-            handle.write(line)
+        append_private(self.folder / "journal.jsonl", line)
 
     def step(self, name: str) -> None:
         """Run one step: journal intent, run, journal result with request ids, save."""

@@ -26,7 +26,7 @@ from bastion.errors import (
     UsageError,
 )
 from bastion.inventory import observe
-from bastion.localstate import GatewayFiles
+from bastion.localstate import GatewayFiles, append_private
 from bastion.model import (
     TAG_ADMIN_KEY_CREATED_AT,
     TAG_ADMIN_KEY_FINGERPRINT,
@@ -331,8 +331,7 @@ def _refresh_ssh_config(ctx: Context, deps: Deps) -> str | None:
 def _journal(files: GatewayFiles) -> Callable[[dict[str, Any]], None]:
     def write(entry: dict[str, Any]) -> None:
         if files.root.exists():
-            with files.journal.open("a") as handle:
-                handle.write(json_line(entry))
+            append_private(files.journal, json_line(entry))
 
     return write
 
