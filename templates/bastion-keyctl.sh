@@ -22,6 +22,10 @@ keys_file="$keys_dir/{{ login_user }}"
 login_options='restrict,port-forwarding'
 host_key=${BASTION_KEYCTL_HOST_KEY:-{{ host_key_path }}}
 staged_key="$host_key.next"
+# sshd_config Includes *.conf from here: this file names the staged key only during a rotation,
+# so sshd never warns about a missing key file.
+staged_conf_dir=${BASTION_KEYCTL_STAGED_CONF_DIR:-{{ staged_host_key_config_dir }}}
+staged_conf="$staged_conf_dir/staged-host-key.conf"
 pid_file=${BASTION_KEYCTL_PID_FILE:-{{ pid_file }}}
 request=${1-${SSH_ORIGINAL_COMMAND-}}
 
@@ -96,6 +100,18 @@ reload_sshd() {
         sleep 0.1
     done
 }
+
+# Name the staged key in sshd's config (or stop naming it), atomically.
+name_staged_key() {
+    mkdir -p "$staged_conf_dir"
+    printf 'HostKey %s\n' "$staged_key" >"$staged_conf.tmp"
+    chmod 0644 "$staged_conf.tmp"
+    mv -f "$staged_conf.tmp" "$staged_conf"
+}
+
+# One request at a time: parallel requests would read, change and replace the same files.
+exec 9>>"$keys_dir/.bastion-keyctl.lock"
+flock 9 || die 1 "cannot lock $keys_dir/.bastion-keyctl.lock"
 
 set -f
 # shellcheck disable=SC2086 # word splitting of the request is intended (globbing is off)
@@ -188,6 +204,7 @@ add-host-key)
     trap - EXIT
     umask 022
     refresh_pub "$staged_key"
+    name_staged_key
     reload_sshd
     printf 'staged %s\n' "$new_fp"
     ;;
@@ -213,7 +230,7 @@ remove-host-key)
     check_fingerprint "$1"
     [ "$(host_fingerprint_of "$host_key")" != "$1" ] || die 8 "refusing to remove the active host key; activate its replacement first"
     [ "$(host_fingerprint_of "$staged_key")" = "$1" ] || die 3 "no staged host key with fingerprint $1"
-    rm -f "$staged_key" "$staged_key.pub"
+    rm -f "$staged_conf" "$staged_key" "$staged_key.pub"
     reload_sshd
     printf 'removed %s\n' "$1"
     ;;

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bastion.adapters import keys
+from bastion.adapters.localstate import append_private
 from bastion.domain.apply import json_line
 from bastion.domain.incident import CLOSED, Incident, render_report
 
@@ -38,9 +39,7 @@ class IncidentFolder:
     def journal(self, entry: dict[str, Any]) -> None:
         """Append one line to the incident journal."""
         keys.ensure_private_dir(self.path)
-        fd = os.open(self.path / "journal.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        with os.fdopen(fd, "a") as handle:
-            handle.write(json_line(entry))
+        append_private(self.path / "journal.jsonl", json_line(entry))
 
     def write_text(self, name: str, text: str) -> None:
         """Keep a piece of text evidence (0600, replaced atomically)."""

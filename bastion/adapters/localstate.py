@@ -116,3 +116,11 @@ class GatewayFiles:
                 shutil.rmtree(path)
             else:
                 path.unlink()
+
+
+def append_private(path: Path, text: str) -> None:
+    """Append `text` to a file only its owner may read, whatever the umask or its old mode."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "a", encoding="utf-8") as handle:
+        os.fchmod(fd, 0o600)
+        handle.write(text)

@@ -46,7 +46,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -65,6 +65,10 @@ LOGIN_KEY_OPTIONS = "restrict,port-forwarding"
 KEYCTL_COMMAND = f'sudo -n {KEYCTL_PATH} "$SSH_ORIGINAL_COMMAND"'
 IMAGE_FAMILIES = ("al2023", "debian13", "ubuntu24.04", "custom")
 USER_DATA_LIMIT = 16 * 1024  # EC2 rejects larger user data (before base64).
+# Where bastion-keyctl names the staged host key during a rotation (see the template).
+STAGED_HOST_KEY_CONFIG_DIR = "/etc/ssh/bastion/sshd_config.d"
+# The gateway users' home: root-owned and empty, so sshd can chdir there and nobody writes.
+GATEWAY_HOME = "/var/lib/bastion"
 
 _USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 _ED25519_PUBLIC_RE = re.compile(r"^ssh-ed25519 [A-Za-z0-9+/]+={0,2}( [\x20-\x7e]*)?$")
@@ -86,6 +90,10 @@ class SshdParams:
     post_quantum_kex: bool = False
     permit_open: tuple[str, ...] = ()
     pid_file: str = "/run/sshd.pid"
+    # OpenSSH >= 9.8 / >= 8.5 options; sshd_for_image() turns them on where the image has them.
+    per_source_penalties: bool = False
+    per_source_max_startups: bool = False
+    staged_host_key_config_dir: str = STAGED_HOST_KEY_CONFIG_DIR
 
 
 @dataclass(frozen=True)
@@ -105,15 +113,19 @@ class ImageNeeds:
     """How one image family runs sshd and what a custom port needs there."""
 
     ssh_service: str
+    # The OpenSSH release the family ships: which sshd options the config may use.
+    openssh: tuple[int, int]
     socket_activated: bool = False
     selinux: bool = False
 
 
 _IMAGE_NEEDS: Mapping[str, ImageNeeds] = {
-    "al2023": ImageNeeds(ssh_service="sshd", selinux=True),
-    "debian13": ImageNeeds(ssh_service="ssh"),
-    "ubuntu24.04": ImageNeeds(ssh_service="ssh", socket_activated=True),
-    "custom": ImageNeeds(ssh_service=""),
+    "al2023": ImageNeeds(ssh_service="sshd", openssh=(8, 7), selinux=True),
+    # Socket activation is systemd's first-boot default on Debian's generic images
+    # (machine-id "uninitialized"); the official EC2 image boots with ssh.service.
+    "debian13": ImageNeeds(ssh_service="ssh", openssh=(10, 0), socket_activated=True),
+    "ubuntu24.04": ImageNeeds(ssh_service="ssh", openssh=(9, 6), socket_activated=True),
+    "custom": ImageNeeds(ssh_service="", openssh=(8, 0)),
 }
 
 
@@ -127,29 +139,53 @@ def image_needs(image_family: str) -> ImageNeeds:
         ) from None
 
 
-def port_commands(image_family: str, port: int) -> tuple[str, ...]:
-    """Return the shell commands that make sshd listen on `port` on this image family."""
+def sshd_for_image(params: SshdParams, image_family: str) -> SshdParams:
+    """Return `params` with the OpenSSH features the image family's sshd supports."""
+    openssh = image_needs(image_family).openssh
+    return replace(
+        params,
+        post_quantum_kex=params.post_quantum_kex or openssh >= (9, 9),
+        per_source_penalties=openssh >= (9, 8),
+        per_source_max_startups=openssh >= (8, 5),
+    )
+
+
+def boot_commands(image_family: str, port: int) -> tuple[str, ...]:
+    """Return the shell commands cloud-init runs early, before sshd starts (bootcmd)."""
     needs = image_needs(image_family)
-    check = f"/usr/sbin/sshd -t -f {SSHD_CONFIG_PATH}"
-    commands: list[str] = []
+    commands = [f"install -d -m 0755 -o root -g root {GATEWAY_HOME}"]
     if needs.selinux:
         # Permissive by default on AL2023, but an enforcing image would refuse the port.
         commands.append(
-            f"semanage port -a -t ssh_port_t -p tcp {port}"
-            f" || semanage port -m -t ssh_port_t -p tcp {port}"
+            "if command -v semanage >/dev/null; then"
+            f" semanage port -a -t ssh_port_t -p tcp {port}"
+            f" || semanage port -m -t ssh_port_t -p tcp {port}; fi"
         )
     if needs.socket_activated:
-        # ssh.socket listens on 22 and ignores Port; hand the socket back to ssh.service.
-        commands += [
-            "systemctl disable --now ssh.socket",
-            "systemctl enable ssh.service",
-            f"{check} && systemctl restart ssh.service",
-        ]
-    elif needs.ssh_service:
-        commands.append(f"{check} && systemctl restart {needs.ssh_service}")
-    else:
-        commands.append(f"{check} && (systemctl restart ssh || systemctl restart sshd)")
+        # ssh.socket listens on 22 and ignores Port: close it before the custom port is
+        # needed; runcmd starts ssh.service once cloud-init has written its config.
+        commands.append(
+            "if systemctl is-enabled --quiet ssh.socket"
+            " || systemctl is-active --quiet ssh.socket; then"
+            " systemctl disable --now --no-block ssh.socket && systemctl enable ssh.service; fi"
+        )
     return tuple(commands)
+
+
+def port_commands(image_family: str, port: int) -> tuple[str, ...]:
+    """Return the shell commands that make sure sshd serves the rendered config (runcmd).
+
+    sshd starts after cloud-init has written its config and host key on the known images, so
+    it is only started when it is not running, never restarted: a restart closes the port for
+    a moment, and a login in that moment fails. Only unknown images get a restart.
+    """
+    needs = image_needs(image_family)
+    check = f"/usr/sbin/sshd -t -f {SSHD_CONFIG_PATH}"
+    if needs.ssh_service:
+        service = needs.ssh_service
+        start = f"systemctl is-active --quiet {service} || systemctl start {service}"
+        return (f"{check} && {{ {start}; }}",)
+    return (f"{check} && (systemctl restart ssh || systemctl restart sshd)",)
 
 
 def render_sshd_config(params: SshdParams) -> str:
@@ -167,6 +203,9 @@ def render_sshd_config(params: SshdParams) -> str:
             post_quantum_kex=params.post_quantum_kex,
             permit_open=params.permit_open,
             pid_file=params.pid_file,
+            per_source_penalties=params.per_source_penalties,
+            per_source_max_startups=params.per_source_max_startups,
+            staged_host_key_config_dir=params.staged_host_key_config_dir,
             keyctl_command=KEYCTL_COMMAND,
         )
     )
@@ -183,12 +222,16 @@ def render_keyctl(params: SshdParams) -> str:
             authorized_keys_dir=params.authorized_keys_dir,
             host_key_path=params.host_key_path,
             pid_file=params.pid_file,
+            staged_host_key_config_dir=params.staged_host_key_config_dir,
         )
     )
 
 
 def _without_comments(script: str) -> str:
-    """Drop a shell script's full-line comments (not its #!): user data is capped at 16 KB."""
+    """Drop full-line comments but the first line (#!, or the header naming the template).
+
+    User data is capped at 16 KB; the comments live in the templates.
+    """
     head, _, body = script.partition("\n")
     kept = [line for line in body.splitlines() if not line.lstrip().startswith("#")]
     return head + "\n" + "\n".join(kept) + "\n"
@@ -197,7 +240,7 @@ def _without_comments(script: str) -> str:
 def render_user_data(params: UserDataParams) -> str:
     """Render the gateway's #cloud-config user data."""
     _validate_user_data(params)
-    sshd = params.sshd
+    sshd = sshd_for_image(params.sshd, params.image_family)
     keys_dir = sshd.authorized_keys_dir
     forced = KEYCTL_COMMAND.replace("\\", "\\\\").replace('"', '\\"')
     admin_line = f'restrict,command="{forced}" {params.admin_public_key.strip()}'
@@ -211,6 +254,10 @@ def render_user_data(params: UserDataParams) -> str:
         # Ignored while ssh_keys is given; the schema wants one entry, so name the seeded type.
         "ssh_genkeytypes": ["ed25519"],
         "disable_root": True,
+        # The EC2 key pair's public key stays out of every authorized_keys file (cloud-init
+        # would write it for root, where `bastion rotate` never looks): bastion's own files
+        # name every key that may log in.
+        "allow_public_ssh_keys": False,
         "ssh_pwauth": False,
         # Listing users without "default" means no image default user (ec2-user, admin, ubuntu).
         "users": [
@@ -219,21 +266,27 @@ def render_user_data(params: UserDataParams) -> str:
                 "gecos": "bastion ProxyJump login",
                 "system": True,
                 "no_create_home": True,
+                "homedir": GATEWAY_HOME,
                 "shell": NOLOGIN_SHELL,
-                "lock_passwd": True,
+                # "*" matches no password yet is not "locked" ("!"), which sshd without PAM
+                # would refuse; passwords are off in sshd anyway.
+                "lock_passwd": False,
+                "hashed_passwd": "*",
             },
             {
                 "name": sshd.admin_user,
                 "gecos": "bastion key management",
                 "system": True,
                 "no_create_home": True,
+                "homedir": GATEWAY_HOME,
                 # A forced command runs as `shell -c command`; nologin would refuse to run it.
                 "shell": ADMIN_SHELL,
-                "lock_passwd": True,
+                "lock_passwd": False,
+                "hashed_passwd": "*",
             },
         ],
         "write_files": [
-            _file(SSHD_CONFIG_PATH, render_sshd_config(sshd), "0600"),
+            _file(SSHD_CONFIG_PATH, _without_comments(render_sshd_config(sshd)), "0600"),
             _file(
                 f"{keys_dir}/{sshd.login_user}",
                 f"{LOGIN_KEY_OPTIONS} {params.login_public_key.strip()}\n",
@@ -243,7 +296,8 @@ def render_user_data(params: UserDataParams) -> str:
             _file(KEYCTL_PATH, _without_comments(render_keyctl(sshd)), "0755"),
             _file(SUDOERS_PATH, f"{sshd.admin_user} ALL=(root) NOPASSWD: {KEYCTL_PATH}\n", "0440"),
         ],
-        # sshd -t guards every restart, so a bad config never takes the running sshd down.
+        "bootcmd": list(boot_commands(params.image_family, sshd.port)),
+        # sshd -t guards every start, so a bad config never takes the running sshd down.
         "runcmd": list(port_commands(params.image_family, sshd.port)),
     }
     text = "#cloud-config\n" + _to_yaml(config)
@@ -345,6 +399,7 @@ def _validate_sshd(params: SshdParams) -> None:
         ("host key path", params.host_key_path),
         ("authorized keys dir", params.authorized_keys_dir),
         ("pid file", params.pid_file),
+        ("staged host key config dir", params.staged_host_key_config_dir),
     ):
         if not _PATH_RE.match(path) or "/../" in f"{path}/":
             raise UsageError(f"{what} {path!r} must be an absolute path of A-Z a-z 0-9 . _ - /")

@@ -19,7 +19,13 @@ from pathlib import Path
 
 import paramiko
 
-from bastion.domain.errors import HostKeyMismatchError, SshError, TimeoutExpired, UsageError
+from bastion.domain.errors import (
+    GatewayUnavailable,
+    HostKeyMismatchError,
+    SshError,
+    TimeoutExpired,
+    UsageError,
+)
 
 _log = logging.getLogger(__name__)
 
@@ -173,9 +179,9 @@ def _connected(
                     f" ({pinned.get_name()}, pinned {_fingerprint_of_key(pinned)});"
                     f" {_MISMATCH_ADVICE}"
                 ) from exc
-            raise SshError(f"SSH handshake with {endpoint} failed: {exc}") from exc
+            raise GatewayUnavailable(f"SSH handshake with {endpoint} failed: {exc}") from exc
         except OSError as exc:
-            raise SshError(
+            raise GatewayUnavailable(
                 f"cannot connect to {endpoint}: {exc.strerror or exc}; check that the gateway is"
                 " running and the security group allows your IP (`bastion up` refreshes it)"
             ) from exc

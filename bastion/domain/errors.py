@@ -75,6 +75,10 @@ class HostKeyMismatchError(SshError):
     """The server presented a host key other than the pinned one."""
 
 
+class GatewayUnavailable(SshError):
+    """Nothing answered SSH there right now (refused, reset, no greeting): may pass on a retry."""
+
+
 class TimeoutExpired(BastionError):
     """A wait ran out of time."""
 

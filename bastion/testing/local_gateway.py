@@ -3,8 +3,9 @@
 The stand-in does what cloud-init would do on the instance, minus the package manager: it takes
 /etc/ssh/sshd_config, the seeded host key, the authorized_keys files and the users from the user
 data, writes the files into a private directory, rewrites only the filesystem paths in the config
-(HostKey, AuthorizedKeysFile, PidFile; with `install_keyctl`, the key-management command too) and
-starts `sshd -D` on 127.0.0.1. It needs root (sshd switches to the gateway's system users, which
+(HostKey, AuthorizedKeysFile, PidFile, Include; with `install_keyctl`, the key-management command
+too), drops what this machine's older sshd cannot parse (newer key exchanges, PerSourcePenalties)
+and starts `sshd -D` on 127.0.0.1. It needs root (sshd switches to the gateway's system users, which
 it creates when missing). Run it from the shell with
 `python -m bastion.testing.local_gateway --user-data FILE --port N`.
 """
@@ -38,7 +39,9 @@ DEFAULT_PARENT = Path("/run/bastion-local-gateway")
 START_TIMEOUT = 10.0
 LOOPBACK = "127.0.0.1"
 
-_PATH_KEYWORDS = re.compile(r"^(\s*)(HostKey|AuthorizedKeysFile|PidFile)(\s+)(\S.*)$", re.I)
+_PATH_KEYWORDS = re.compile(r"^(\s*)(HostKey|AuthorizedKeysFile|PidFile|Include)(\s+)(\S.*)$", re.I)
+_KEX_LINE = re.compile(r"^(\s*KexAlgorithms\s+)(\S+)\s*$", re.I)
+_PENALTIES_LINE = re.compile(r"^\s*PerSourcePenalties\s", re.I)
 _FORCE_COMMAND = re.compile(r"^(\s*ForceCommand\s+)(.*)$", re.I)
 _SUDOERS_DIR = Path("/etc/sudoers.d")
 
@@ -81,11 +84,12 @@ class LocalGateway:
         self.sshd_config_path = self._private_dir / "sshd_config"
         self.log_path = self._private_dir / "sshd.log"
         self.host_key_path = self._private_dir / "ssh_host_ed25519_key"
+        self.staged_config_dir = self._private_dir / "sshd_config.d"
         self.install_keyctl = install_keyctl
         keys = self._cloud_config.get("ssh_keys") or {}
         self.host_public_key: str = str(keys.get("ed25519_public", "")).strip()
         self._host_private_key: str = str(keys.get("ed25519_private", ""))
-        self.users: tuple[tuple[str, str], ...] = _users(self._cloud_config)
+        self.users: tuple[tuple[str, str, str | None], ...] = _users(self._cloud_config)
         self._sudoers_path: Path | None = None
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -102,8 +106,8 @@ class LocalGateway:
         if not self._host_private_key.strip():
             raise LocalGatewayError("the user data seeds no ssh_keys.ed25519_private host key")
         self._write_files()
-        for name, shell in self.users:
-            _ensure_user(name, shell)
+        for name, shell, home in self.users:
+            _ensure_user(name, shell, home)
         PRIVSEP_DIR.mkdir(mode=0o755, exist_ok=True)
         command = [
             binary,
@@ -178,7 +182,7 @@ class LocalGateway:
                 _write(self.authorized_keys_dir / Path(path).name, content, 0o644)
         _write(self.host_key_path, _with_newline(self._host_private_key), 0o600)
         original = config
-        config = self._rewrite_paths(config)
+        config = _fit_to_local_sshd(self._rewrite_paths(config))
         if self.install_keyctl:
             config = self._install_keyctl(config, keys_dir, original)
         _write(self.sshd_config_path, config, 0o600)
@@ -188,6 +192,7 @@ class LocalGateway:
             "hostkey": str(self.host_key_path),
             "authorizedkeysfile": f"{self.authorized_keys_dir}/%u",
             "pidfile": str(self._private_dir / "sshd.pid"),
+            "include": f"{self.staged_config_dir}/*.conf",
         }
 
         def replace(match: re.Match[str]) -> str:
@@ -214,11 +219,15 @@ class LocalGateway:
         for keyword, local in (
             ("hostkey", self.host_key_path),
             ("pidfile", self._private_dir / "sshd.pid"),
+            ("include", self.staged_config_dir / "*.conf"),
         ):
             for line in original.splitlines():
                 match = _PATH_KEYWORDS.match(line)
                 if match and match.group(2).lower() == keyword:
-                    text = text.replace(match.group(4).strip(), str(local))
+                    value = match.group(4).strip()
+                    if keyword == "include":  # keyctl names the folder, not the glob
+                        value, local = str(Path(value).parent), local.parent
+                    text = text.replace(value, str(local))
                     break
         _write(script_path, text, 0o755)
         self._sudoers_path = _SUDOERS_DIR / f"bastion-local-gateway-{self.port}"
@@ -286,20 +295,54 @@ def _authorized_keys_dir(config: str) -> str:
     raise LocalGatewayError("the sshd_config has no AuthorizedKeysFile")
 
 
-def _users(cloud_config: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+def _users(cloud_config: dict[str, Any]) -> tuple[tuple[str, str, str | None], ...]:
     return tuple(
-        (str(user["name"]), str(user.get("shell", "/usr/sbin/nologin")))
+        (
+            str(user["name"]),
+            str(user.get("shell", "/usr/sbin/nologin")),
+            str(user["homedir"]) if user.get("homedir") else None,
+        )
         for user in cloud_config.get("users") or []
         if isinstance(user, dict) and "name" in user
     )
 
 
+def _fit_to_local_sshd(config: str) -> str:
+    """Drop the options this machine's sshd is too old for (the image's sshd has them)."""
+    known = set(
+        subprocess.run(
+            ["ssh", "-Q", "kex"], capture_output=True, text=True, check=False
+        ).stdout.split()
+    )
+    version = subprocess.run(["ssh", "-V"], capture_output=True, text=True, check=False).stderr
+    found = re.search(r"OpenSSH_(\d+)\.(\d+)", version)
+    penalties = found is not None and (int(found.group(1)), int(found.group(2))) >= (9, 8)
+    lines = []
+    for line in config.split("\n"):
+        kex = _KEX_LINE.match(line)
+        if kex and known:
+            kept = [name for name in kex.group(2).split(",") if name in known]
+            line = kex.group(1) + ",".join(kept)
+        if _PENALTIES_LINE.match(line) and not penalties:
+            continue
+        lines.append(line)
+    return "\n".join(lines)
+
+
 def _ensure_user(name: str, shell: str, home: str | None = None) -> None:
+    if home:
+        Path(home).mkdir(mode=0o755, parents=True, exist_ok=True)
     try:
         pwd.getpwnam(name)
-        return
     except KeyError:
-        pass
+        _add_user(name, shell, home)
+    # As cloud-init's hashed_passwd "*": no password matches, yet the account is not locked
+    # ("!"), which sshd without PAM would refuse.
+    home_option = ["-d", home] if home else []
+    subprocess.run(["usermod", "-p", "*", *home_option, name], capture_output=True, check=False)
+
+
+def _add_user(name: str, shell: str, home: str | None) -> None:
     result = subprocess.run(
         ["useradd", "--system", "--no-create-home", "--shell", shell]
         + (["--home-dir", home] if home else [])

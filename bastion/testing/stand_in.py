@@ -1,26 +1,34 @@
-"""Stand in for EC2 booting gateways: watch moto and serve each running gateway's sshd locally.
+"""Stand in for EC2 booting gateways: serve, on one loopback port, the gateway running *now*.
 
-For every running instance tagged as a bastion gateway in moto, read its own user data and
-start a real sshd (LocalGateway) on one fixed loopback port, so that `bastion --reach
-127.0.0.1:PORT` reaches it just as it would reach a booted instance through a port forward.
-A relaunched gateway (new instance, new host key) replaces the old sshd on the same port.
+For every running instance tagged as a bastion gateway in moto, a real sshd (LocalGateway) is
+started from the instance's own user data, so that `bastion --reach 127.0.0.1:PORT` reaches it
+just as it would reach a booted instance through a port forward. The port is a small TCP router:
+each new connection asks moto which gateway runs at that moment (the newest generation when a
+blue/green relaunch runs two) and is piped to that gateway's sshd. So a terminated gateway stops
+answering at once, and the next connection meets its replacement: there is no window in which
+the old host key answers for the new instance.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import signal
+import socket
 import sys
-import time
+import threading
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-from bastion.testing.local_gateway import LocalGateway
+from bastion.testing.local_gateway import LOOPBACK, LocalGateway
+
+Target = tuple[str, int]
 
 
 def running_gateway(ec2: Any, name: str) -> tuple[str, str] | None:
-    """Return (instance id, user data) of gateway `name` if one is running in moto."""
+    """Return (instance id, user data) of the newest running gateway `name` in moto."""
     reservations = ec2.describe_instances(
         Filters=[
             {"Name": "tag:bastion:name", "Values": [name]},
@@ -31,38 +39,120 @@ def running_gateway(ec2: Any, name: str) -> tuple[str, str] | None:
     instances = [i for r in reservations for i in r["Instances"]]
     if not instances:
         return None
-    instance_id = instances[0]["InstanceId"]
+    newest = max(instances, key=_generation)
+    instance_id = newest["InstanceId"]
     attribute = ec2.describe_instance_attribute(InstanceId=instance_id, Attribute="userData")
     encoded = (attribute.get("UserData") or {}).get("Value", "")
     return instance_id, base64.b64decode(encoded).decode() if encoded else ""
 
 
-def watch(name: str, port: int, poll: float = 0.5) -> None:
-    """Keep the local sshd in step with gateway `name` in moto until interrupted."""
+def _generation(instance: dict[str, Any]) -> int:
+    tags = {t["Key"]: t["Value"] for t in instance.get("Tags", [])}
+    try:
+        return int(tags.get("bastion:generation", "0"))
+    except ValueError:
+        return 0
+
+
+class GatewayPool:
+    """The local sshd of each gateway instance, started on first use, stopped once it is gone."""
+
+    def __init__(self, ec2: Any, name: str, log: Callable[[str], None] = print) -> None:
+        self._ec2 = ec2
+        self._name = name
+        self._log = log
+        self._lock = threading.Lock()
+        self._booted: dict[str, LocalGateway] = {}
+
+    def current(self) -> Target | None:
+        """Return where the gateway running now listens, booting it when it is new."""
+        with self._lock:
+            found = running_gateway(self._ec2, self._name)
+            for instance_id in [i for i in self._booted if not found or i != found[0]]:
+                self._log(f"stand-in: {instance_id} is no longer served; stopping its sshd")
+                self._booted.pop(instance_id).stop()
+            if found is None or not found[1]:
+                return None
+            instance_id, user_data = found
+            if instance_id not in self._booted:
+                # With the key-management channel, so that `bastion rotate` works here too.
+                gateway = LocalGateway(user_data, install_keyctl=True).start()
+                self._booted[instance_id] = gateway
+                self._log(f"stand-in: {instance_id} boots as sshd on {LOOPBACK}:{gateway.port}")
+            gateway = self._booted[instance_id]
+            return gateway.host, gateway.port
+
+    def stop(self) -> None:
+        """Stop every sshd this pool started."""
+        with self._lock:
+            for gateway in self._booted.values():
+                gateway.stop()
+            self._booted.clear()
+
+
+class Router:
+    """Accept on 127.0.0.1:PORT and pipe each connection to the target chosen at accept time."""
+
+    def __init__(self, port: int, choose: Callable[[], Target | None]) -> None:
+        self._choose = choose
+        self._listener = socket.create_server((LOOPBACK, port))
+        self.port: int = self._listener.getsockname()[1]
+
+    def serve_forever(self) -> None:
+        """Route connections until the listener is closed."""
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._route, args=(client,), daemon=True).start()
+
+    def close(self) -> None:
+        """Stop accepting connections."""
+        self._listener.close()
+
+    def _route(self, client: socket.socket) -> None:
+        with client:
+            try:
+                target = self._choose()
+                if target is None:
+                    return  # nothing runs: the client sees a closed connection, as on EC2
+                upstream = socket.create_connection(target, timeout=5)
+            except Exception as exc:  # a failed boot must not end the router
+                print(f"stand-in: cannot route a connection: {exc}", file=sys.stderr, flush=True)
+                return
+            with upstream:
+                upstream.settimeout(None)
+                back = threading.Thread(target=_pipe, args=(upstream, client), daemon=True)
+                back.start()
+                _pipe(client, upstream)
+                back.join()
+
+
+def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while data := source.recv(65536):
+            sink.sendall(data)
+    with contextlib.suppress(OSError):
+        sink.shutdown(socket.SHUT_WR)
+
+
+def watch(name: str, port: int) -> None:
+    """Serve gateway `name` from moto on 127.0.0.1:`port` until interrupted."""
     import boto3
 
-    ec2 = boto3.client("ec2")
-    current: tuple[str, LocalGateway] | None = None
+    pool = GatewayPool(boto3.client("ec2"), name, log=lambda line: print(line, flush=True))
+    router = Router(port, pool.current)
+    print(f"stand-in: routing 127.0.0.1:{router.port} to gateway {name!r}", flush=True)
     try:
-        while True:
-            found = running_gateway(ec2, name)
-            if current and (found is None or found[0] != current[0]):
-                print(f"stand-in: {current[0]} is gone; stopping its sshd", flush=True)
-                current[1].stop()
-                current = None
-            if found and current is None and found[1]:
-                # With the key-management channel, so that `bastion rotate` works here too.
-                gateway = LocalGateway(found[1], port=port, install_keyctl=True).start()
-                current = (found[0], gateway)
-                print(f"stand-in: {found[0]} boots as sshd on 127.0.0.1:{port}", flush=True)
-            time.sleep(poll)
+        router.serve_forever()
     finally:
-        if current:
-            current[1].stop()
+        router.close()
+        pool.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the watcher until SIGTERM or Ctrl-C."""
+    """Run the router until SIGTERM or Ctrl-C."""
     parser = argparse.ArgumentParser(prog="python -m bastion.testing.stand_in")
     parser.add_argument("--name", default="default", help="gateway name")
     parser.add_argument("--port", type=int, required=True, help="loopback port for sshd")

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import stat
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
 from typer.testing import CliRunner
 
@@ -76,3 +80,41 @@ def test_a_login_key_open_to_others_is_refused_with_a_chmod_hint(
     errors = [line for line in result.stderr.splitlines() if line.startswith("bastion: error:")]
     assert len(errors) == 1 and f"chmod 600 {key}" in errors[0], result.stderr
     assert counter.mutating == {}
+
+
+def test_botocore_at_the_highest_verbosity_never_logs_the_user_data(
+    runner: CliRunner, deps: Deps, app_sg: str, ec2_client: Any
+) -> None:
+    result = invoke(runner, deps, "-vvv", "up", "--app-sg", app_sg, "--allow", "203.0.113.7/32")
+    assert result.exit_code == 0, result.stderr
+    assert "botocore" in result.stderr, "botocore logged nothing: the check would prove nothing"
+    logging.getLogger("botocore").setLevel(logging.WARNING)  # the runner's stderr is closed now
+    instance = ec2_client.describe_instances()["Reservations"][0]["Instances"][0]["InstanceId"]
+    encoded = ec2_client.describe_instance_attribute(InstanceId=instance, Attribute="userData")[
+        "UserData"
+    ]["Value"]
+    output = result.stdout + result.stderr
+    for start in range(
+        0, len(encoded) - 40, 200
+    ):  # no stretch of it, in any encoding botocore uses
+        chunk = encoded[start : start + 40]
+        assert chunk not in output and quote(chunk, safe="") not in output
+    assert "#cloud-config" not in output and SECRET_MARK not in output
+    assert "'UserData': <redacted>" in output  # the request was logged, scrubbed
+
+
+def test_the_journal_is_private_under_an_open_umask(
+    runner: CliRunner, deps: Deps, app_sg: str, isolated_environment: Path
+) -> None:
+    old = os.umask(0)
+    try:
+        result = invoke(runner, deps, "up", "--app-sg", app_sg, "--allow", "203.0.113.7/32")
+        assert result.exit_code == 0, result.stderr
+        assert invoke(runner, deps, "burn", "--app-sg", app_sg, "--reason", "t").exit_code == 0
+    finally:
+        os.umask(old)
+    data = isolated_environment / ".local" / "share" / "bastion"
+    journals = list(data.rglob("journal.jsonl"))
+    assert len(journals) >= 2  # the gateway's and the incident's
+    for journal in journals:
+        assert stat.S_IMODE(journal.stat().st_mode) == 0o600, journal

@@ -15,6 +15,12 @@ ROOT = Path(__file__).resolve().parents[2]
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 MAX_MODULE_LINES = 400
 MAX_CLASS_LINES = 250
+# Over the limit on purpose, for the reason the README gives (Architecture): kept whole while
+# other work on them is under way, so that it merges; each names the limit it must stay under.
+LARGER_MODULES = {
+    "bastion/adapters/render.py": 450,
+    "bastion/testing/local_gateway.py": 450,
+}
 
 
 def lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
@@ -105,7 +111,7 @@ def test_no_module_is_over_400_lines_and_no_class_over_250() -> None:
     for path in sorted((ROOT / "bastion").rglob("*.py")):
         text = path.read_text()
         name = path.relative_to(ROOT)
-        if len(text.splitlines()) > MAX_MODULE_LINES:
+        if len(text.splitlines()) > LARGER_MODULES.get(str(name), MAX_MODULE_LINES):
             too_big.append(f"{name}: {len(text.splitlines())} lines")
         for node in ast.walk(ast.parse(text)):
             if isinstance(node, ast.ClassDef):

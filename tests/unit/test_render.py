@@ -24,6 +24,7 @@ from bastion.adapters.render import (
     image_needs,
     render_sshd_config,
     render_user_data,
+    sshd_for_image,
 )
 from bastion.domain.errors import UsageError
 
@@ -114,7 +115,13 @@ def test_sshd_config_has_the_hardening_lines() -> None:
         'ForceCommand sudo -n /usr/local/sbin/bastion-keyctl "$SSH_ORIGINAL_COMMAND"',
     ]:
         assert expected in lines, expected
-    assert not any(line.startswith(("Include", "Subsystem")) for line in lines)
+    assert not any(line.startswith("Subsystem") for line in lines)
+    # The only Include is bastion's own folder for a staged host key, never the image's drop-ins.
+    assert [line for line in lines if line.startswith("Include")] == [
+        "Include /etc/ssh/bastion/sshd_config.d/*.conf"
+    ]
+    assert "UsePAM no" in lines
+    assert "Compression no" in lines
     assert sum(line.startswith("Port ") for line in lines) == 1
     assert not any("PermitOpen" in line for line in lines)
 
@@ -203,18 +210,30 @@ def test_user_data_seeds_the_host_key_and_disables_passwords() -> None:
     assert config["ssh_pwauth"] is False
 
 
-def test_user_data_creates_two_locked_system_users() -> None:
-    users = {user["name"]: user for user in cloud_config(user_data_params())["users"]}
+def test_user_data_creates_two_passwordless_system_users_with_a_root_owned_home() -> None:
+    config = cloud_config(user_data_params())
+    users = {user["name"]: user for user in config["users"]}
     assert set(users) == {"bastion", "bastion-admin"}
     assert users["bastion"]["shell"] == "/usr/sbin/nologin"
     assert users["bastion-admin"]["shell"] == "/bin/sh"
-    assert all(user["system"] and user["lock_passwd"] for user in users.values())
+    # "*" matches no password; "!" (lock_passwd) would be refused by sshd without PAM.
+    assert all(user["system"] and user["hashed_passwd"] == "*" for user in users.values())
+    assert not any(user["lock_passwd"] for user in users.values())
+    assert {user["homedir"] for user in users.values()} == {"/var/lib/bastion"}
+    assert "install -d -m 0755 -o root -g root /var/lib/bastion" in config["bootcmd"]
+
+
+def test_user_data_keeps_the_ec2_key_pair_out_of_every_authorized_keys_file() -> None:
+    assert cloud_config(user_data_params())["allow_public_ssh_keys"] is False
 
 
 def test_user_data_writes_config_keys_and_keyctl() -> None:
     params = user_data_params()
     files = written_files(cloud_config(params))
-    assert files["/etc/ssh/sshd_config"]["content"] == render_sshd_config(params.sshd)
+    rendered = render_sshd_config(sshd_for_image(params.sshd, params.image_family))
+    written = files["/etc/ssh/sshd_config"]["content"]
+    assert directives(written) == directives(rendered)
+    assert written.splitlines()[0] == rendered.splitlines()[0]  # the header names the template
     assert files["/etc/ssh/sshd_config"]["permissions"] == "0600"
     login = files["/etc/ssh/bastion/authorized_keys/bastion"]
     assert login["content"] == f"restrict,port-forwarding {LOGIN_PUBLIC}\n"
@@ -241,28 +260,33 @@ def test_key_comments_survive_yaml_unchanged() -> None:
     assert files["/etc/ssh/bastion/authorized_keys/bastion"]["content"].endswith(f" {awkward}\n")
 
 
+START_ONLY = (
+    "/usr/sbin/sshd -t -f /etc/ssh/sshd_config && {{ systemctl is-active --quiet {0}"
+    " || systemctl start {0}; }}"
+)
+SOCKET_OFF = (
+    "if systemctl is-enabled --quiet ssh.socket || systemctl is-active --quiet ssh.socket; then"
+    " systemctl disable --now --no-block ssh.socket && systemctl enable ssh.service; fi"
+)
+
+
 @pytest.mark.parametrize(
-    ("image_family", "expected"),
+    ("image_family", "bootcmd", "runcmd"),
     [
         (
             "al2023",
             [
-                "semanage port -a -t ssh_port_t -p tcp 2222"
-                " || semanage port -m -t ssh_port_t -p tcp 2222",
-                "/usr/sbin/sshd -t -f /etc/ssh/sshd_config && systemctl restart sshd",
+                "if command -v semanage >/dev/null; then"
+                " semanage port -a -t ssh_port_t -p tcp 2222"
+                " || semanage port -m -t ssh_port_t -p tcp 2222; fi"
             ],
+            [START_ONLY.format("sshd")],
         ),
-        ("debian13", ["/usr/sbin/sshd -t -f /etc/ssh/sshd_config && systemctl restart ssh"]),
-        (
-            "ubuntu24.04",
-            [
-                "systemctl disable --now ssh.socket",
-                "systemctl enable ssh.service",
-                "/usr/sbin/sshd -t -f /etc/ssh/sshd_config && systemctl restart ssh.service",
-            ],
-        ),
+        ("debian13", [SOCKET_OFF], [START_ONLY.format("ssh")]),
+        ("ubuntu24.04", [SOCKET_OFF], [START_ONLY.format("ssh")]),
         (
             "custom",
+            [],
             [
                 "/usr/sbin/sshd -t -f /etc/ssh/sshd_config"
                 " && (systemctl restart ssh || systemctl restart sshd)"
@@ -270,10 +294,31 @@ def test_key_comments_survive_yaml_unchanged() -> None:
         ),
     ],
 )
-def test_runcmd_checks_the_config_then_restarts_the_image_service(
-    image_family: str, expected: list[str]
+def test_known_images_start_sshd_once_and_never_restart_it(
+    image_family: str, bootcmd: list[str], runcmd: list[str]
 ) -> None:
-    assert cloud_config(user_data_params(image_family))["runcmd"] == expected
+    config = cloud_config(user_data_params(image_family))
+    assert config["bootcmd"][1:] == bootcmd
+    assert config["runcmd"] == runcmd
+
+
+@pytest.mark.parametrize(
+    ("image_family", "pq", "penalties", "per_source"),
+    [
+        ("al2023", False, False, True),
+        ("ubuntu24.04", False, False, True),
+        ("debian13", True, True, True),
+        ("custom", False, False, False),
+    ],
+)
+def test_sshd_options_follow_the_images_openssh(
+    image_family: str, pq: bool, penalties: bool, per_source: bool
+) -> None:
+    config = written_files(cloud_config(user_data_params(image_family)))["/etc/ssh/sshd_config"]
+    lines = directives(config["content"])
+    assert any(line.startswith("KexAlgorithms mlkem768x25519-sha256,") for line in lines) is pq
+    assert any(line.startswith("PerSourcePenalties ") for line in lines) is penalties
+    assert ("PerSourceMaxStartups 6" in lines) is per_source
 
 
 def test_every_image_family_has_needs() -> None:

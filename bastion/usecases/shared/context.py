@@ -11,7 +11,7 @@ from typing import Any
 
 from bastion.adapters import keys
 from bastion.adapters.callerip import detect_caller_cidr
-from bastion.adapters.localstate import GatewayFiles
+from bastion.adapters.localstate import GatewayFiles, append_private
 from bastion.domain.apply import json_line
 from bastion.domain.cidr import is_world_open, normalize_cidr
 from bastion.domain.errors import ConflictError, SshError, UsageError
@@ -118,8 +118,7 @@ def recover_pin(ctx: Context, instance: InstanceInfo) -> None:
 def journal_for(files: GatewayFiles) -> Callable[[dict[str, Any]], None]:
     def write(entry: dict[str, Any]) -> None:
         if files.root.exists():
-            with files.journal.open("a") as handle:
-                handle.write(json_line(entry))
+            append_private(files.journal, json_line(entry))
 
     return write
 

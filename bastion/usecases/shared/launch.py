@@ -31,7 +31,8 @@ from bastion.domain.tags import (
     key_pair_name,
 )
 from bastion.usecases.ports import Deps
-from bastion.usecases.shared.context import Context, endpoint_for
+from bastion.usecases.shared.context import Context
+from bastion.usecases.shared.verify import verify_gateway
 
 log = logging.getLogger(__name__)
 
@@ -246,21 +247,6 @@ class UpHandlers:
     def verify(self, action: Action, results: dict[str, Any]) -> None:
         """Prove the gateway answers with the pinned host key and accepts the login key."""
         assert self.instance
-        pinned = self.ctx.files.read().pinned_host_key
-        if pinned is None:
-            raise ConflictError("no pinned host key for this gateway; rerun `bastion up`")
-        host, port = endpoint_for(self.ctx.settings, self.instance, self.spec.port)
-        probe = self.deps.probe
-        wait_until(
-            lambda: probe.tcp_reachable(host, port),
-            f"sshd on {host}:{port}",
-            self.deps.clock,
-            self.deps.reporter,
-            self.ctx.settings.wait_timeout,
-            hint="the instance may still be booting (rerun `bastion up`), or your IP is not "
-            "allowed (see `bastion status`)",
+        results["verified_host_key"] = verify_gateway(
+            self.ctx, self.deps, self.instance, self.spec.port
         )
-        fingerprint = probe.verify_login(
-            host, port, self.ctx.settings.login_user, str(self.ctx.files.login_key), pinned
-        )
-        results["verified_host_key"] = fingerprint
