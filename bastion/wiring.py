@@ -40,8 +40,3 @@ class Deps:
         if self.on_ec2:
             self.on_ec2(ec2)
         return ec2
-
-
-def as_port(deps: Deps) -> ports.Deps:
-    """Return `deps` as the use cases see it (mypy checks here that the adapters fit the ports)."""
-    return deps
