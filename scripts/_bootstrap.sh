@@ -41,3 +41,28 @@ ensure_venv() {
         touch "$stamp"
     fi
 }
+
+# The boot tier (tests/boot, scripts/demo): a Debian 13 system built with mmdebstrap, booted with
+# systemd-nspawn, its SSH port forwarded with socat. As root with apt-get only; elsewhere the tier
+# skips (and scripts/demo falls back to the stand-in sshd).
+ensure_boot_packages() {
+    local missing=()
+    command -v mmdebstrap >/dev/null 2>&1 || missing+=(mmdebstrap)
+    command -v systemd-nspawn >/dev/null 2>&1 || missing+=(systemd-container)
+    command -v socat >/dev/null 2>&1 || missing+=(socat)
+    command -v zstd >/dev/null 2>&1 || missing+=(zstd)
+    command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+    # mmdebstrap verifies trixie's Release file: bookworm's keyring has its keys since 2023.3+deb12u1.
+    [ -e /usr/share/keyrings/debian-archive-trixie-stable.gpg ] || missing+=(debian-archive-keyring)
+    if [ "${#missing[@]}" -eq 0 ]; then return 0; fi
+    if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+        echo "bootstrap: missing ${missing[*]} for the boot tier (it will skip)" >&2
+        return 0
+    fi
+    echo "bootstrap: installing ${missing[*]} (the boot tier)" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    rm -f /usr/sbin/policy-rc.d
+}

@@ -456,7 +456,9 @@ class BootedGateway:
         try:
             run_dir = cache_dir() / "run"
             run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            self.workdir = Path(tempfile.mkdtemp(prefix=f"{_safe(self.instance_id)}-", dir=run_dir))
+            self.workdir = Path(
+                tempfile.mkdtemp(prefix=f"{os.getpid()}-{_safe(self.instance_id)}-", dir=run_dir)
+            )
             self.root = self.workdir / "root"
             self.root.mkdir(mode=0o755)
             self._extract(image)
@@ -890,7 +892,7 @@ def _kill_netns_processes(name: str) -> None:
 
 
 def cleanup_stale() -> list[str]:
-    """Remove network namespaces and run folders left by boot-tier processes that died."""
+    """Remove the network namespaces and run folders of boot-tier processes that died."""
     removed: list[str] = []
     netns_dir = Path("/run/netns")
     for path in sorted(netns_dir.glob(f"{NETNS_PREFIX}*")) if netns_dir.is_dir() else []:
@@ -899,6 +901,12 @@ def cleanup_stale() -> list[str]:
             _kill_netns_processes(path.name)
             subprocess.run(["ip", "netns", "delete", path.name], capture_output=True)
             removed.append(path.name)
+    run_dir = cache_dir() / "run"
+    for path in sorted(run_dir.iterdir()) if run_dir.is_dir() else []:
+        owner = path.name.split("-", 1)[0]
+        if owner.isdigit() and not _alive(int(owner)):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(str(path))
     return removed
 
 
@@ -1413,12 +1421,14 @@ def main(argv: list[str] | None = None) -> int:
 def _serve(args: argparse.Namespace) -> int:
     import boto3
 
-    def on_term(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_term)
-    cleanup_stale()
     stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()  # not an exception: a power-off or a cleanup in progress must finish
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    cleanup_stale()
     watcher = GatewayWatcher(
         boto3.client("ec2"),
         args.name,
@@ -1429,10 +1439,7 @@ def _serve(args: argparse.Namespace) -> int:
     )
     try:
         watcher.run(stop)
-    except KeyboardInterrupt:
-        return 0
     finally:
-        stop.set()
         watcher.close()
     return 0
 

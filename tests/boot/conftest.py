@@ -27,6 +27,7 @@ from bastion.testing.boot import (
     GatewayWatcher,
     MachineId,
     build_image,
+    cleanup_stale,
     problems,
 )
 from tests.support import free_port, require
@@ -41,6 +42,7 @@ def boot_image() -> Path:
     """Build (or reuse) the Debian 13 image, or skip the tier with the reason it cannot run."""
     found = problems()
     require(not found, "the boot tier cannot run here: " + "; ".join(found))
+    cleanup_stale()  # what an earlier run that was killed left behind
     require((BIN / "bastion").exists(), "the bastion CLI is not installed in this venv")
     return build_image()
 
