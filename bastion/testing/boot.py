@@ -623,18 +623,6 @@ class BootedGateway:
             f"cloud-init did not finish within {timeout:.0f}s (status {status.get('status')!r})"
         )
 
-    def wait_for_system(self, timeout: float = BOOT_TIMEOUT) -> str:
-        """Wait until systemd has finished booting; return `systemctl is-system-running`."""
-        deadline = time.monotonic() + timeout
-        state = ""
-        while time.monotonic() < deadline:
-            with contextlib.suppress(BootError):
-                state = self.run(["systemctl", "is-system-running"], timeout=10).stdout.strip()
-                if state in ("running", "degraded", "maintenance", "stopping"):
-                    return state
-            time.sleep(0.2)
-        raise BootError(f"systemd did not finish booting within {timeout:.0f}s (state {state!r})")
-
     def listening_ports(self) -> set[int]:
         """Return the TCP ports something listens on inside the guest (seen from outside)."""
         result = _run(["nsenter", f"--net={self.netns_path}", "ss", "-Hltn"], check=False)
@@ -689,9 +677,11 @@ class BootedGateway:
         machine_id.write_text("" if self.machine_id == "empty" else "uninitialized\n")
         seed = self.root / "var" / "lib" / "cloud" / "seed" / "nocloud"
         seed.mkdir(mode=0o755, parents=True, exist_ok=True)
-        (seed / "user-data").write_text(self.user_data, encoding="utf-8")
+        # 0600 from the start: the user data holds the gateway's private host key.
+        fd = os.open(seed / "user-data", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(self.user_data)
         (seed / "meta-data").write_text(self.meta_data(), encoding="utf-8")
-        (seed / "user-data").chmod(0o600)
         # The guest shares this machine's clock: chronyd cannot run in it (no CAP_SYS_TIME, as
         # it must not set the host's time), so chrony-wait, which systemd's first boot enables
         # by preset, would hold cloud-final back for minutes waiting for a sync.
