@@ -9,10 +9,11 @@ from typing import Annotated
 import typer
 
 from bastion.cli import allow, audit, burn, down, rotate, ssh, ssh_config, status, up
-from bastion.cli.context import state_of
+from bastion.cli.context import OneLineUsageErrors, state_of
 from bastion.domain.errors import EXIT_CODE_HELP
 
 app = typer.Typer(
+    cls=OneLineUsageErrors,
     name="bastion",
     help=(
         "Run the whole life of an SSH gateway (bastion) on AWS EC2: a custom SSH port open "
@@ -39,11 +40,28 @@ def main_options(
     verbose: Annotated[
         int, typer.Option("--verbose", "-v", count=True, help="-v info logs, -vv debug logs.")
     ] = 0,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            is_eager=True,
+            callback=lambda shown: _print_version(shown),
+            help="Print bastion's version and exit.",
+        ),
+    ] = False,
 ) -> None:
     """Options for every command."""
     state = state_of(ctx)
     state.profile, state.region, state.verbosity = profile, region, verbose
     _configure_logging(verbose)
+
+
+def _print_version(shown: bool) -> None:
+    if shown:
+        from bastion import __version__
+
+        typer.echo(f"bastion {__version__}")
+        raise typer.Exit(0)
 
 
 def _configure_logging(verbosity: int) -> None:

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
+from typer.core import TyperGroup
 
 from bastion.domain.errors import BastionError, ExitStatus
 
@@ -20,6 +21,8 @@ if TYPE_CHECKING:
     from bastion.wiring import Deps
 
 T = TypeVar("T")
+# click's exceptions, wherever this typer takes click from (its own copy since 0.2x).
+_click_errors: Any = sys.modules[typer.BadParameter.__module__]
 
 
 class State:
@@ -68,6 +71,43 @@ def reporter_for(json_output: bool) -> Any:
     from bastion.cli.progress import ConsoleReporter
 
     return ConsoleReporter(live=not json_output and sys.stderr.isatty())
+
+
+class OneLineUsageErrors(TyperGroup):
+    """The root command: a usage error from the parser is one `bastion: error:` line (exit 2)."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        """Run the command line; parser errors become one line with what to do."""
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except getattr(_click_errors, "NoArgsIsHelpError", ()) as exc:
+            exc.show()  # plain `bastion`: the help itself
+            code = exc.exit_code
+        except _click_errors.UsageError as exc:
+            typer.echo(f"bastion: error: {usage_message(exc)}", err=True)
+            code = exc.exit_code
+        except _click_errors.ClickException as exc:
+            typer.echo(f"bastion: error: {exc.format_message()}", err=True)
+            code = exc.exit_code
+        except (typer.Abort, _click_errors.Abort):
+            typer.echo("bastion: aborted; nothing more was done", err=True)
+            code = int(ExitStatus.ERROR)
+        if not standalone_mode:
+            return code
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def usage_message(exc: Any) -> str:
+    """Return click's complaint as `WHAT; WHAT TO DO`, with its suggestion kept."""
+    where = exc.ctx.command_path if exc.ctx else "bastion"
+    if isinstance(exc, _click_errors.NoSuchOption):
+        what = f"no such option {exc.option_name}"
+        if exc.possibilities:
+            options = " or ".join(sorted(exc.possibilities))
+            return f"{what}; did you mean {options}? (see `{where} --help`)"
+        return f"{what}; see `{where} --help`"
+    text = " ".join(exc.format_message().split()).rstrip(".")
+    return f"{text}; see `{where} --help`"
 
 
 @contextmanager

@@ -196,3 +196,11 @@ def test_caller_ip_is_detected_when_allow_is_absent(
     result = invoke(runner, deps, "up", "--json")
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["status"]["caller"] == "203.0.113.7/32"
+
+
+def test_version_prints_the_version_and_exits_0(runner: CliRunner, deps: Deps) -> None:
+    from bastion import __version__
+
+    result = invoke(runner, deps, "--version")
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"bastion {__version__}"

@@ -77,14 +77,25 @@ def test_malformed_input_is_one_line_exit_2_and_changes_nothing(
 
 
 @pytest.mark.parametrize(
-    "args", [["up", "--port", "abc"], ["up", "--timeout", "soon"], ["audit", "--port", "x"]]
+    ("args", "needle"),
+    [
+        (["up", "--port", "abc"], "'--port'"),
+        (["up", "--timeout", "soon"], "'--timeout'"),
+        (["audit", "--port", "x"], "'--port'"),
+        (["up", "--dryrun"], "did you mean --dry-run?"),
+        (["nope"], "No such command 'nope'"),
+    ],
 )
-def test_values_of_the_wrong_type_are_refused_by_the_parser_with_exit_2(
-    runner: CliRunner, deps: Deps, counter: CallCounter, args: list[str]
+def test_parser_errors_are_one_bastion_error_line_with_the_suggestion_and_exit_2(
+    runner: CliRunner, deps: Deps, counter: CallCounter, args: list[str], needle: str
 ) -> None:
-    # typer/click refuse these before bastion runs: exit 2 with click's usage message.
+    # typer/click refuse these before bastion runs; the boundary keeps them to one line.
     result = invoke(runner, deps, *args)
     assert result.exit_code == ExitStatus.USAGE
     assert "Traceback" not in result.stdout + result.stderr
-    assert "Invalid value" in result.stderr
+    assert "Usage:" not in result.stdout + result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("bastion: error:") and needle in lines[0]
+    assert "--help`" in lines[0]
     assert counter.mutating == {}
