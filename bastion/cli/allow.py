@@ -50,7 +50,8 @@ def allow(
         chosen = [bool(target), list_rules, revoke is not None, prune]
         if sum(chosen) != 1:
             raise UsageError(
-                "pass exactly one of: a CIDR (or `me`), --list, --revoke LABEL|CIDR, --prune"
+                "allow does one thing at a time; pass exactly one of: a CIDR (or `me`), --list, "
+                "--revoke LABEL|CIDR, --prune"
             )
         settings = settings_for(ctx, name=name)
         deps = deps_for(ctx, json_output)

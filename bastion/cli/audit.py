@@ -45,9 +45,9 @@ def audit(
         from bastion.domain.errors import AuditFailed, UsageError
         from bastion.usecases.audit import audit as run_audit
 
-        age = parse_duration(max_key_age)
+        age = parse_duration(max_key_age, "--max-key-age")
         if age is None:
-            raise UsageError("--max-key-age needs a duration such as 90d")
+            raise UsageError("--max-key-age needs a duration; pass e.g. --max-key-age 90d")
         settings = settings_for(ctx, port=port)
         options = AuditOptions(app_sg, db_sg, elb_sg, age, settings.port)
         result = run_audit(settings, deps_for(ctx, json_output), options, fix=fix, dry_run=dry_run)

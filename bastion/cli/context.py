@@ -78,8 +78,9 @@ class OneLineUsageErrors(TyperGroup):
 
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
         """Run the command line; parser errors become one line with what to do."""
+        kwargs["standalone_mode"] = False
         try:
-            code = super().main(*args, standalone_mode=False, **kwargs)
+            code = super().main(*args, **kwargs)
         except getattr(_click_errors, "NoArgsIsHelpError", ()) as exc:
             exc.show()  # plain `bastion`: the help itself
             code = exc.exit_code

@@ -87,15 +87,15 @@ def format_expiry(when: datetime) -> str:
     return when.astimezone(UTC).strftime(EXPIRY_FORMAT)
 
 
-def parse_duration(text: str) -> timedelta | None:
-    """Parse `--for`: `90m`, `8h`, `7d`, or `never` (None: no expiry)."""
+def parse_duration(text: str, option: str = "--for") -> timedelta | None:
+    """Parse `--for` (or `option`): `90m`, `8h`, `7d`, or `never` (None: no expiry)."""
     value = text.strip().lower()
     if value == "never":
         return None
     match = _DURATION_RE.fullmatch(value)
     if not match or int(match.group(1)) == 0:
         raise UsageError(
-            f"--for {text!r} is not a duration; use e.g. 90m, 8h or 7d, or `never` for no expiry"
+            f"{option} {text!r} is not a duration; use e.g. 90m, 8h or 7d, or `never` for no expiry"
         )
     return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
 

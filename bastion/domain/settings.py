@@ -6,6 +6,7 @@ The layers are merged here, purely; `adapters.config` reads the file and the env
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -53,17 +54,35 @@ class Settings:
         return self.data_dir / region / self.name
 
 
+_EXPECTED = {
+    "int": "give a whole number",
+    "flo": "give a finite number of seconds, e.g. 600",
+}
+_FLAGS = {"wait_timeout": "--timeout", "verify": "--no-verify"}
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
 def _coerce(field: dataclasses.Field[Any], raw: Any, origin: str) -> Any:
     kind = str(field.type)
     try:
         if kind.startswith("int"):
             return int(raw)
         if kind.startswith("float"):
-            return float(raw)
+            number = float(raw)
+            if not math.isfinite(number):
+                raise ValueError(raw)
+            return number
         if kind.startswith("bool"):
             if isinstance(raw, bool):
                 return raw
-            return str(raw).strip().lower() in ("1", "true", "yes", "on")
+            word = str(raw).strip().lower()
+            if word not in _TRUE + _FALSE:
+                raise UsageError(
+                    f"{origin}: {raw!r} is neither true nor false; use 1/true/yes/on "
+                    "or 0/false/no/off"
+                )
+            return word in _TRUE
         if kind.startswith("tuple"):
             items = raw if isinstance(raw, list | tuple) else str(raw).split(",")
             cleaned = tuple(str(i).strip() for i in items)
@@ -73,8 +92,10 @@ def _coerce(field: dataclasses.Field[Any], raw: Any, origin: str) -> Any:
             return tuple(i for i in cleaned if i)
         if kind.startswith("Path"):
             return Path(str(raw)).expanduser()
-    except ValueError as exc:
-        raise UsageError(f"{origin}: {raw!r} is not a valid {field.name}") from exc
+    except (ValueError, TypeError) as exc:
+        raise UsageError(
+            f"{origin}: {raw!r} is not a valid {field.name}; {_EXPECTED.get(kind[:3], 'fix it')}"
+        ) from exc
     return str(raw)
 
 
@@ -88,34 +109,56 @@ def merge_settings(
     """Merge defaults < config `document` < BASTION_* `env` < `flags`, and validate the result."""
     fields = {f.name: f for f in dataclasses.fields(Settings)}
     values: dict[str, Any] = {"data_dir": data_dir}
+    # Where each value came from, so an error names the key, variable or flag to fix.
+    origins: dict[str, str] = {}
 
     if document is not None:
         name = flags.get("name") or env.get("BASTION_NAME") or document.get("name") or "default"
         layered = {k: v for k, v in document.items() if k != "gateway"}
-        layered.update(document.get("gateway", {}).get(name, {}))
+        layered.update(_gateway_table(document, name, origin))
         for key, raw in layered.items():
             attr = key.replace("-", "_")
             if attr not in fields:
                 raise UsageError(f"{origin}: unknown setting {key!r}; remove it")
-            values[attr] = _coerce(fields[attr], raw, origin)
+            values[attr] = _coerce(fields[attr], raw, f"{origin}: {key}")
+            origins[attr] = f"{key} in {origin}"
 
     for attr, field in fields.items():
         raw = env.get(f"BASTION_{attr.upper()}")
         if raw is not None and raw != "":
             values[attr] = _coerce(field, raw, f"BASTION_{attr.upper()}")
+            origins[attr] = f"BASTION_{attr.upper()}"
 
     for attr, raw in flags.items():
         if raw is None or (isinstance(raw, tuple | list) and not raw):
             continue
-        values[attr] = _coerce(fields[attr], raw, f"--{attr.replace('_', '-')}")
+        flag = _FLAGS.get(attr, f"--{attr.replace('_', '-')}")
+        values[attr] = _coerce(fields[attr], raw, flag)
+        origins[attr] = flag
 
     settings = Settings(**values)
-    validate(settings)
+    validate(settings, origins)
     return settings
 
 
-def validate(settings: Settings) -> None:
+def _gateway_table(document: Mapping[str, Any], name: str, origin: str) -> Mapping[str, Any]:
+    gateways = document.get("gateway", {})
+    if not isinstance(gateways, Mapping):
+        raise UsageError(
+            f"{origin}: `gateway` must be a table of [gateway.NAME] tables; fix or remove it"
+        )
+    for key, entry in gateways.items():
+        if not isinstance(entry, Mapping):
+            raise UsageError(
+                f"{origin}: [gateway] {key} = {entry!r} is not a gateway table; "
+                f"write settings under [gateway.NAME] (e.g. [gateway.{key}] with port = 62222)"
+            )
+    return dict(gateways.get(name, {}))
+
+
+def validate(settings: Settings, origins: Mapping[str, str] | None = None) -> None:
     """Raise `UsageError` for the first setting that cannot work."""
+    origins = origins or {}
     if not NAME_PATTERN.match(settings.name):
         raise UsageError(
             f"gateway name {settings.name!r} is invalid; use 1-31 lowercase letters, digits "
@@ -154,10 +197,18 @@ def validate(settings: Settings) -> None:
             f"--reach {settings.reach!r} is invalid; use public, private or HOST:PORT "
             "(e.g. 127.0.0.1:2222 for an SSM port forward)"
         )
-    if settings.wait_timeout <= 0:
-        raise UsageError("--timeout must be positive")
-    if not 0 <= settings.lock_wait <= 86400:
-        raise UsageError("lock_wait must be between 0 and 86400 seconds; fix BASTION_LOCK_WAIT")
+    if not (math.isfinite(settings.wait_timeout) and settings.wait_timeout > 0):
+        where = origins.get("wait_timeout", "--timeout")
+        raise UsageError(
+            f"{where} {settings.wait_timeout:g} is not a positive number of seconds; "
+            "pass e.g. --timeout 600"
+        )
+    if not (math.isfinite(settings.lock_wait) and 0 <= settings.lock_wait <= 86400):
+        where = origins.get("lock_wait", "lock_wait")
+        raise UsageError(
+            f"{where}: lock_wait {settings.lock_wait:g} is out of range; "
+            "give 0 to 86400 seconds (default 30)"
+        )
 
 
 def image_parameter(image: str) -> str | None:

@@ -135,3 +135,10 @@ def test_audit_fix_dry_run_changes_nothing(
 
     fixed = invoke(runner, deps, "audit", "--fix")
     assert fixed.exit_code == 0, fixed.stderr
+
+
+def test_a_bad_max_key_age_is_named_as_max_key_age_not_for(runner: CliRunner, deps: Deps) -> None:
+    result = invoke(runner, deps, "audit", "--max-key-age", "xyz")
+    assert result.exit_code == ExitStatus.USAGE
+    assert result.stderr.startswith("bastion: error: --max-key-age 'xyz' is not a duration;")
+    assert "--for" not in result.stderr

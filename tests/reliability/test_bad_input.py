@@ -31,6 +31,8 @@ BAD = [
     ["up", "--reach", "127.0.0.1:99999"],
     ["up", "--instance-type", "t3.micro; reboot"],
     ["up", "--timeout", "-5"],
+    ["up", "--timeout", "0"],
+    ["up", "--timeout", "nan"],
     # status, down, ssh-config, ssh, rotate
     ["status", "--name", "bad name"],
     ["down", "--name", "a;b"],
@@ -53,6 +55,7 @@ BAD = [
     ["allow", "--list", "--prune"],
     ["allow", "192.0.2.1", "--label", "a;b"],
     ["audit", "--max-key-age", "old"],
+    ["audit", "--max-key-age", "xyz"],
     ["audit", "--port", "0"],
     # global
     ["--region", "", "status"],
@@ -74,6 +77,7 @@ def test_malformed_input_is_one_line_exit_2_and_changes_nothing(
     errors = [line for line in result.stderr.splitlines() if line.startswith("bastion: error:")]
     assert len(errors) == 1, output
     assert counter.mutating == {}
+    assert "; " in errors[0], output  # WHAT; WHAT TO DO
 
 
 @pytest.mark.parametrize(

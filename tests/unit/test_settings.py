@@ -55,3 +55,41 @@ def test_non_numeric_port_from_environment_is_a_usage_error() -> None:
 def test_a_negative_lock_wait_is_a_usage_error() -> None:
     with pytest.raises(UsageError, match="lock_wait"):
         load_settings({}, env={"BASTION_LOCK_WAIT": "-1"})
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), 0.0, -5.0])
+def test_a_timeout_that_is_not_a_positive_finite_number_names_timeout_and_a_fix(
+    value: float,
+) -> None:
+    with pytest.raises(UsageError) as error:
+        load_settings({"wait_timeout": value}, env={})
+    assert error.value.message.startswith("--timeout")
+    assert "; " in error.value.message and "600" in error.value.message
+
+
+def test_a_bad_lock_wait_in_the_config_file_is_named_as_the_config_key(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text("lock_wait = -4\n")
+    with pytest.raises(UsageError) as error:
+        load_settings({}, env={"BASTION_CONFIG": str(config)})
+    assert error.value.message.startswith(f"lock_wait in {config}")
+    assert "BASTION_LOCK_WAIT" not in error.value.message
+
+
+@pytest.mark.parametrize("value", ["maybe", "2", "enabled"])
+def test_a_boolean_variable_that_is_neither_true_nor_false_is_refused(value: str) -> None:
+    with pytest.raises(UsageError) as error:
+        load_settings({}, env={"BASTION_RESTRICT_FORWARDING": value})
+    assert "BASTION_RESTRICT_FORWARDING" in error.value.message
+    assert "1/true/yes/on or 0/false/no/off" in error.value.message
+
+
+@pytest.mark.parametrize("document", ["[gateway]\na = 1\n", "gateway = 3\n"])
+def test_a_gateway_entry_that_is_not_a_table_is_a_usage_error(
+    tmp_path: Path, document: str
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(document)
+    with pytest.raises(UsageError) as error:
+        load_settings({"name": "a"}, env={"BASTION_CONFIG": str(config)})
+    assert "[gateway.NAME]" in error.value.message
