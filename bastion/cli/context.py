@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import typer
 from typer.core import TyperGroup
 
-from bastion.domain.errors import BastionError, ExitStatus
+from bastion.domain.errors import BastionError, ExitStatus, local_file_error
 
 if TYPE_CHECKING:
     from bastion.domain.settings import Settings
@@ -117,9 +117,9 @@ def boundary() -> Iterator[None]:
     try:
         yield
     except BastionError as exc:
-        typer.echo(f"bastion: error: {exc.message}", err=True)
-        logging.getLogger(__name__).debug("details", exc_info=True)
-        raise typer.Exit(int(exc.exit_status)) from None
+        _report(exc)
+    except OSError as exc:  # a local file: read-only or full disk, a path through a file
+        _report(local_file_error(exc))
     except KeyboardInterrupt:
         typer.echo("bastion: interrupted; rerun the same command to finish", err=True)
         raise typer.Exit(130) from None
@@ -133,6 +133,12 @@ def boundary() -> Iterator[None]:
             err=True,
         )
         raise typer.Exit(int(ExitStatus.ERROR)) from None
+
+
+def _report(exc: BastionError) -> None:
+    typer.echo(f"bastion: error: {exc.message}", err=True)
+    logging.getLogger(__name__).debug("details", exc_info=True)
+    raise typer.Exit(int(exc.exit_status)) from None
 
 
 def guarded(fn: Callable[[], T]) -> T:

@@ -5,6 +5,7 @@ Only `cli.context.boundary` turns these into exits; everything else raises.
 
 from __future__ import annotations
 
+import errno
 from enum import IntEnum
 
 
@@ -103,3 +104,25 @@ class CallerIpError(BastionError):
 
 class InsecureFileError(BastionError):
     """A secret file or folder is readable by others; bastion refuses to use it."""
+
+
+def local_file_error(exc: OSError) -> BastionError:
+    """Say what a failed local file operation means and what to do about it, in one line."""
+    path = exc.filename or "a local file"
+    reason = exc.strerror or str(exc)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return BastionError(
+            f"cannot write {path}: no space left on the device; free some space (or set "
+            "BASTION_HOME to a folder on another disk) and rerun"
+        )
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return BastionError(
+            f"cannot write {path}: {reason}; make it writable, or set BASTION_HOME to a "
+            "writable folder, and rerun"
+        )
+    if exc.errno == errno.ENOTDIR:
+        return BastionError(
+            f"cannot use {path}: part of that path is a file, not a folder; move the file "
+            "away or set BASTION_HOME to another folder"
+        )
+    return BastionError(f"{path}: {reason}; check the path (BASTION_HOME, HOME) and rerun")

@@ -7,8 +7,10 @@ failure goes through `errors.translated`. Use cases see only the `Cloud` port.
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from bastion.adapters.aws.compute import Compute
@@ -32,6 +34,9 @@ def make_session(profile: str | None, region: str | None) -> boto3.Session:
     """Build a boto3 session from the standard credential chain."""
     import boto3
 
+    # --region, then AWS_REGION (as the AWS CLI v2 and the SDKs take it), then botocore's own
+    # chain (AWS_DEFAULT_REGION, the profile's region); botocore alone reads no AWS_REGION.
+    region = region or os.environ.get("AWS_REGION") or None
     with translated("reading AWS configuration"):
         session = boto3.Session(profile_name=profile, region_name=region)
     chosen = session.region_name
@@ -47,6 +52,20 @@ def make_session(profile: str | None, region: str | None) -> boto3.Session:
     return session
 
 
+@contextlib.contextmanager
+def _endpoint_checked() -> Iterator[None]:
+    """Turn botocore's `ValueError: Invalid endpoint` (a malformed endpoint URL) into a fix."""
+    try:
+        yield
+    except ValueError as exc:
+        if "endpoint" not in str(exc).lower():
+            raise
+        raise UsageError(
+            f"the AWS endpoint URL is not a URL ({exc}); set AWS_ENDPOINT_URL (or endpoint_url "
+            "in the AWS config) to one like https://ec2.us-east-1.amazonaws.com, or unset it"
+        ) from exc
+
+
 class Ec2:
     """EC2, SSM and STS for one account and region, split by concern."""
 
@@ -54,7 +73,7 @@ class Ec2:
         from botocore.config import Config
 
         config = Config(retries={"mode": "standard", "max_attempts": 8}, connect_timeout=10)
-        with translated("creating AWS clients"):
+        with translated("creating AWS clients"), _endpoint_checked():
             self.ec2: EC2Client = session.client("ec2", config=config)
         self._session, self._config = session, config
         self.region: str = session.region_name or ""
@@ -68,12 +87,12 @@ class Ec2:
     @functools.cached_property
     def ssm(self) -> SSMClient:
         """Return the SSM client, made on first use (only image lookups need it)."""
-        with translated("creating the SSM client"):
+        with translated("creating the SSM client"), _endpoint_checked():
             return self._session.client("ssm", config=self._config)
 
     @functools.cached_property
     def _sts(self) -> Any:
-        with translated("creating the STS client"):
+        with translated("creating the STS client"), _endpoint_checked():
             return self._session.client("sts", config=self._config)
 
     def call_log(self) -> list[dict[str, str]]:
