@@ -182,8 +182,17 @@ def validate(settings: Settings, origins: Mapping[str, str] | None = None) -> No
             f"image {settings.image!r} is unknown; use one of {', '.join(IMAGE_PARAMETERS)}, "
             "an ami-... id, or ssm:/path/to/parameter"
         )
-    if settings.subnet is not None and not re.match(r"^subnet-[0-9a-f]{8,17}$", settings.subnet):
-        raise UsageError(f"subnet {settings.subnet!r} is malformed; use an id like subnet-0abc1234")
+    if settings.subnet is not None and not (
+        re.match(r"^subnet-[0-9a-f]{8,17}$", settings.subnet)
+        or (
+            not settings.subnet.startswith("subnet-")
+            and re.match(r"^[\w .:/=+@-]{1,255}$", settings.subnet)
+        )
+    ):
+        raise UsageError(
+            f"--subnet {settings.subnet!r} is malformed; use an id like subnet-0abc1234 "
+            "or the subnet's Name tag"
+        )
     if settings.app_sg is not None and not re.match(
         r"^[\w .:/()#,@\[\]+=&;{}!$*-]{1,255}$", settings.app_sg
     ):

@@ -74,18 +74,27 @@ class Images:
     def resolve_image(self, parameter: str | None, image_id: str | None) -> Image:
         """Resolve an SSM public parameter (or take an AMI id) and read its root device."""
         if parameter:
-            with translated(f"resolving image parameter {parameter}"):
-                try:
+            try:
+                with translated(f"resolving image parameter {parameter}"):
                     image_id = self.ssm.get_parameter(Name=parameter)["Parameter"]["Value"]
-                except NotFoundError:
-                    raise
+            except NotFoundError as exc:
+                raise NotFoundError(
+                    f"image parameter {parameter} not found in {self.region}; check --image "
+                    "(al2023, debian13, ubuntu24.04, ami-..., or ssm:/an/existing/parameter)"
+                ) from exc
             assert image_id
         if not image_id:
             raise UsageError("no image given; pass --image")
-        with translated(f"describing image {image_id}"):
-            images = self.ec2.describe_images(ImageIds=[image_id])["Images"]
+        try:
+            with translated(f"describing image {image_id}"):
+                images = self.ec2.describe_images(ImageIds=[image_id])["Images"]
+        except NotFoundError:
+            images = []
         if not images:
-            raise NotFoundError(f"image {image_id} not found in {self.region}; check --image")
+            raise NotFoundError(
+                f"image {image_id} not found in {self.region}; check --image and --region "
+                "(AMI ids differ per region)"
+            )
         found = images[0]
         root = found.get("RootDeviceName", "/dev/xvda")
         sizes = [

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from bastion.adapters.aws.errors import translated
-from bastion.domain.errors import NotFoundError
+from bastion.domain.errors import NotFoundError, UsageError
 from bastion.domain.model import Subnet
 
 if TYPE_CHECKING:
@@ -19,23 +20,82 @@ class Network:
     def __init__(self, ec2: EC2Client) -> None:
         self.ec2 = ec2
 
-    def subnet(self, subnet_id: str | None) -> Subnet:
-        """Return `subnet_id`, or the default VPC's first default subnet."""
+    def subnet(self, subnet: str | None, vpc_id: str | None = None) -> Subnet:
+        """Return `subnet` (an id or a Name tag), or a default one (of `vpc_id` when given)."""
+        chosen = self._named_subnet(subnet) if subnet else self._default_subnet(vpc_id)
+        with translated("looking up the VPC"):
+            vpc = self.ec2.describe_vpcs(VpcIds=[chosen["VpcId"]])["Vpcs"][0]
+        return Subnet(chosen["SubnetId"], chosen["VpcId"], vpc["CidrBlock"])
+
+    def _named_subnet(self, subnet: str) -> Any:
+        by_id = re.fullmatch(r"subnet-[0-9a-f]{8,17}", subnet) is not None
+        try:  # translated first, so that AWS's InvalidSubnetID.NotFound arrives as NotFoundError
+            with translated(f"looking up subnet {subnet}"):
+                if by_id:
+                    found = self.ec2.describe_subnets(SubnetIds=[subnet])["Subnets"]
+                else:
+                    found = self.ec2.describe_subnets(
+                        Filters=[{"Name": "tag:Name", "Values": [subnet]}]
+                    )["Subnets"]
+        except NotFoundError:
+            found = []
+        if not found:
+            raise NotFoundError(
+                f"subnet {subnet!r} not found in this region; check --subnet (an id like "
+                "subnet-0abc1234 or a subnet's Name tag) and --region"
+            )
+        if len(found) > 1:
+            listed = ", ".join(f"{s['SubnetId']} in {s['VpcId']}" for s in found)
+            raise UsageError(
+                f"{len(found)} subnets are named {subnet!r} ({listed}); pass --subnet with the id"
+            )
+        return found[0]
+
+    def _default_subnet(self, vpc_id: str | None) -> Any:
         with translated("looking up the subnet"):
-            if subnet_id:
-                subnets = self.ec2.describe_subnets(SubnetIds=[subnet_id])["Subnets"]
+            if vpc_id:
+                subnets = self.ec2.describe_subnets(
+                    Filters=[{"Name": "vpc-id", "Values": [vpc_id]}]
+                )["Subnets"]
             else:
                 subnets = self.ec2.describe_subnets(
                     Filters=[{"Name": "default-for-az", "Values": ["true"]}]
                 )["Subnets"]
         if not subnets:
+            where = f"VPC {vpc_id}" if vpc_id else "this region's default VPC"
             raise NotFoundError(
-                "no default subnet in this region; pass --subnet with a public subnet id"
+                f"no subnet in {where}; pass --subnet with a public subnet's id or Name tag"
             )
-        chosen = sorted(subnets, key=lambda s: s.get("AvailabilityZone", ""))[0]
-        with translated("looking up the VPC"):
-            vpc = self.ec2.describe_vpcs(VpcIds=[chosen["VpcId"]])["Vpcs"][0]
-        return Subnet(chosen["SubnetId"], chosen["VpcId"], vpc["CidrBlock"])
+        # In the app's VPC: its default subnets first, then those that give public IPs.
+        return sorted(
+            subnets,
+            key=lambda s: (
+                not s.get("DefaultForAz", False),
+                not s.get("MapPublicIpOnLaunch", False),
+                s.get("AvailabilityZone", ""),
+                s["SubnetId"],
+            ),
+        )[0]
+
+    def routes_to_internet(self, subnet_id: str, vpc_id: str) -> bool:
+        """Return whether the subnet's route table sends 0.0.0.0/0 to an internet gateway."""
+        with translated(f"reading the route table of {subnet_id}"):
+            tables = self.ec2.describe_route_tables(
+                Filters=[{"Name": "association.subnet-id", "Values": [subnet_id]}]
+            )["RouteTables"]
+            if not tables:  # no table of its own: the VPC's main one applies
+                tables = self.ec2.describe_route_tables(
+                    Filters=[
+                        {"Name": "vpc-id", "Values": [vpc_id]},
+                        {"Name": "association.main", "Values": ["true"]},
+                    ]
+                )["RouteTables"]
+        return any(
+            str(route.get("GatewayId", "")).startswith("igw-")
+            and route.get("DestinationCidrBlock") == "0.0.0.0/0"
+            for table in tables
+            for route in table.get("Routes", [])
+        )
 
     def vpc_network_acls(self, vpc_id: str) -> list[tuple[str, list[dict[str, Any]]]]:
         """Return every network ACL of a VPC with its entries (one call)."""

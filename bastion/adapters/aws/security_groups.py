@@ -45,13 +45,14 @@ class SecurityGroups:
 
     def group(self, id_or_name: str, vpc_id: str | None = None) -> SecurityGroup:
         """Return one group by id or name, with rules."""
-        with translated(f"looking up security group {id_or_name}"):
-            if re.fullmatch(r"sg-[0-9a-f]{8,17}", id_or_name):
-                try:
+        if re.fullmatch(r"sg-[0-9a-f]{8,17}", id_or_name):
+            try:  # translated first, so that InvalidGroup.NotFound arrives as NotFoundError
+                with translated(f"looking up security group {id_or_name}"):
                     found = self._groups(GroupIds=[id_or_name])
-                except NotFoundError:
-                    found = []
-            else:
+            except NotFoundError:
+                found = []
+        else:
+            with translated(f"looking up security group {id_or_name}"):
                 filters = [{"Name": "group-name", "Values": [id_or_name]}]
                 if vpc_id:
                     filters.append({"Name": "vpc-id", "Values": [vpc_id]})
@@ -62,8 +63,10 @@ class SecurityGroups:
                 "check --app-sg (an id like sg-0abc or a group name) and --region"
             )
         if len(found) > 1:
+            listed = ", ".join(f"{g.group_id} in {g.vpc_id}" for g in found)
             raise UsageError(
-                f"{len(found)} security groups are named {id_or_name!r}; pass the group id instead"
+                f"{len(found)} security groups are named {id_or_name!r} ({listed}); "
+                "pass --app-sg with the group id, or a --subnet in the VPC you mean"
             )
         return found[0]
 

@@ -10,7 +10,7 @@ from bastion.domain.apply import apply_plan
 from bastion.domain.errors import UsageError
 from bastion.domain.model import Action, GatewaySpec, Plan
 from bastion.domain.plan import Network, plan_up
-from bastion.domain.settings import Settings
+from bastion.domain.settings import Settings, image_parameter
 from bastion.usecases.ports import Deps
 from bastion.usecases.shared.clientconfig import (
     permit_open_targets,
@@ -50,13 +50,19 @@ def converge(
     cidrs = allowed_cidrs(settings, deps)
     ctx = ctx or open_context(settings, deps, lock_for=None if dry_run else "up")
     aws = ctx.aws
-    subnet = aws.network.subnet(settings.subnet)
-    observed = observe(aws, settings.name, settings.app_sg, subnet.vpc_id)
+    # A given --subnet picks the VPC (and so which group named --app-sg is meant); without one
+    # the gateway goes where the app group is, or else into the default VPC.
+    given = aws.network.subnet(settings.subnet) if settings.subnet else None
+    observed = observe(aws, settings.name, settings.app_sg, given.vpc_id if given else None)
     # Expired allow rules go first, and the planner never sees them (see domain.allowlist).
     observed, prune = without_expired(observed, deps.clock.now())
     instance = observed.instance
-    if instance and instance.subnet_id and instance.subnet_id != subnet.subnet_id:
+    if instance and instance.subnet_id and (given is None or instance.subnet_id != given.subnet_id):
         subnet = aws.network.subnet(instance.subnet_id)
+    elif given is not None:
+        subnet = given
+    else:
+        subnet = aws.network.subnet(None, observed.app_group.vpc_id if observed.app_group else None)
     if observed.app_group and observed.app_group.vpc_id != subnet.vpc_id:
         raise UsageError(
             f"--app-sg {observed.app_group.group_id} is in {observed.app_group.vpc_id}, but the "
@@ -96,12 +102,26 @@ def converge(
             tuple(a for a in plan.actions if a.kind != "verify"),
             plan.warnings,
         )
+    # Everything AWS can check is checked before the first change, and in a dry run too.
+    image = None
+    if any(a.kind == "launch_instance" for a in plan.actions):
+        parameter = image_parameter(settings.image)
+        image = aws.images.resolve_image(parameter, None if parameter else settings.image)
+        if settings.reach == "public" and not aws.network.routes_to_internet(
+            subnet.subnet_id, subnet.vpc_id
+        ):
+            deps.reporter.warn(
+                f"subnet {subnet.subnet_id} has no route to an internet gateway, so the gateway's "
+                "public IP will not answer; pass --subnet with a public subnet, or use "
+                "--reach private over a VPN"
+            )
     for warning in plan.warnings:
         deps.reporter.warn(warning)
     if dry_run:
         return UpResult(plan, [], None)
     handlers = UpHandlers(ctx, deps, spec, observed, network, now)
     handlers.permit_open = permit_open
+    handlers.image = image
     outcome = apply_plan(
         plan, handlers.table(), deps.reporter, journal_for(ctx.files), before_each=deps.before_each
     )

@@ -13,7 +13,7 @@ from typing import Any
 from bastion.adapters import keys
 from bastion.domain.apply import resolve, wait_until
 from bastion.domain.errors import ConflictError
-from bastion.domain.model import Action, GatewaySpec, ObservedGateway
+from bastion.domain.model import Action, GatewaySpec, Image, ObservedGateway
 from bastion.domain.plan import Network
 from bastion.domain.settings import image_family, image_parameter
 from bastion.domain.tags import (
@@ -55,6 +55,7 @@ class UpHandlers:
         self.instance = observed.instance
         self.key_name = observed.key_pair.name if observed.key_pair else None
         self.permit_open: tuple[str, ...] = ()
+        self.image: Image | None = None  # resolved while planning, when `up` launches
         # Set by `rotate --relaunch`: the new generation launches as a standby (see inventory).
         self.extra_tags: dict[str, str] = {}
 
@@ -144,7 +145,9 @@ class UpHandlers:
         settings = self.ctx.settings
         aws = self.ctx.aws
         parameter = image_parameter(settings.image)
-        image = aws.images.resolve_image(parameter, None if parameter else settings.image)
+        image = self.image or aws.images.resolve_image(
+            parameter, None if parameter else settings.image
+        )
         host = keys.generate_key(f"bastion-{self.spec.name}-host")
         login = keys.load_key(self.ctx.files.login_key)
         admin = keys.load_key(self.ctx.files.admin_key)
