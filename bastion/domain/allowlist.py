@@ -24,6 +24,7 @@ from typing import Any
 
 from bastion.domain.errors import ConflictError, NotFoundError, UsageError
 from bastion.domain.model import (
+    LABEL_ME,
     RULE_PREFIX,
     Action,
     IngressRule,
@@ -282,7 +283,8 @@ def plan_revoke(
 ) -> Plan:
     """Plan removing the bastion rules named by label or CIDR, refusing to lock the caller out.
 
-    Someone else's rule, or the last live rule that admits the caller, needs `force`.
+    Someone else's rule, or the last live rule that admits the caller, needs `force`; the
+    label `me` names only the caller's own rule.
     """
     cidr = _as_cidr(target)
     matches = [
@@ -290,6 +292,15 @@ def plan_revoke(
         for r in group.ingress
         if r.cidr and ((cidr is not None and r.cidr == cidr) or r.label == target)
     ]
+    owner = rule_owner(operator)
+    if target == LABEL_ME:
+        # Every operator has a `me` rule; `--revoke me` means the caller's own.
+        matches = [r for r in matches if (parse_note(r.description) or _NO_NOTE).owner == owner]
+        if not matches:
+            raise NotFoundError(
+                f"you ({owner}) have no rule labelled 'me' on {group.group_id}; see `bastion "
+                "allow --list` (another operator's rule goes with --revoke CIDR --force)"
+            )
     owned = [r for r in matches if r.label is not None]
     if not owned:
         if matches:
@@ -300,7 +311,6 @@ def plan_revoke(
         raise NotFoundError(
             f"no rule labelled or for {target!r} on {group.group_id}; see `bastion allow --list`"
         )
-    owner = rule_owner(operator)
     theirs = [r for r in owned if (parse_note(r.description) or _NO_NOTE).owner != owner]
     if theirs and not force:
         notes = [parse_note(r.description) or _NO_NOTE for r in theirs]

@@ -19,7 +19,7 @@ from bastion.domain.model import (
     SecurityGroup,
 )
 from bastion.domain.rules import group_permission, rule_description, rule_owner, ssh_permission
-from bastion.domain.tags import group_name
+from bastion.domain.tags import TAG_CREATED_BY, group_name
 
 HTTPS_EGRESS_CIDRS = ("0.0.0.0/0", "::/0")
 
@@ -62,6 +62,17 @@ def _owned_port_rules(group: SecurityGroup, label: str) -> list[IngressRule]:
     return [r for r in group.ingress if r.label == label and r.cidr]
 
 
+def gateway_runner(observed: ObservedGateway) -> str | None:
+    """Return who made the gateway (its instance's, else its group's `created-by` tag)."""
+    for tags in (
+        observed.instance.tags if observed.instance else {},
+        observed.group.tags if observed.group else {},
+    ):
+        if tags.get(TAG_CREATED_BY):
+            return tags[TAG_CREATED_BY]
+    return None
+
+
 def plan_up(
     spec: GatewaySpec,
     observed: ObservedGateway,
@@ -78,6 +89,15 @@ def plan_up(
     # Keys: the operator must hold the private half of whatever the gateway trusts.
     key = observed.key_pair
     if local.login_fingerprint is None:
+        runner = gateway_runner(observed)
+        if (key is not None or instance is not None) and runner and runner != spec.operator[-255:]:
+            # Someone else's gateway: never advise taking it down from here.
+            raise ConflictError(
+                f"gateway {spec.name!r} is run by {rule_owner(runner)}, and its login key is not "
+                f"on this machine; ask {rule_owner(runner)} for access (`bastion allow` only "
+                "opens the port; the key stays theirs), or use a gateway of your own with "
+                "`--name NAME`"
+            )
         if key is not None or instance is not None:
             raise ConflictError(
                 f"gateway {spec.name!r} exists in AWS but its login key is not on this machine; "

@@ -195,3 +195,20 @@ def test_revoke_never_touches_a_rule_bastion_did_not_make() -> None:
         plan_revoke("default", g, 62222, "192.0.2.0/24", ALICE, None, NOW, force=True)
     with pytest.raises(NotFoundError, match="allow --list"):
         plan_revoke("default", g, 62222, "nothing", ALICE, None, NOW, force=True)
+
+
+def test_revoke_me_means_the_callers_own_me_rule_not_every_operators() -> None:
+    g = group(
+        rule("r-alice", "203.0.113.7/32", "bastion:me by alice at x"),
+        rule("r-bob", "198.51.100.9/32", "bastion:me by bob at x"),
+        rule("r-office", "203.0.113.0/24", "bastion:office by alice at x"),
+    )
+    plan = plan_revoke("default", g, 62222, "me", ALICE, "203.0.113.7/32", NOW)
+    assert [a.kind for a in plan.actions] == ["revoke_ingress"]
+    assert plan.actions[0].params["rule_ids"] == ["r-alice"]
+
+
+def test_revoke_me_without_a_me_rule_of_ones_own_is_not_found() -> None:
+    g = group(rule("r-bob", "198.51.100.9/32", "bastion:me by bob at x"))
+    with pytest.raises(NotFoundError, match="have no rule labelled 'me'"):
+        plan_revoke("default", g, 62222, "me", ALICE, "203.0.113.7/32", NOW)

@@ -36,7 +36,8 @@ def make_session(profile: str | None, region: str | None) -> boto3.Session:
 
     # --region, then AWS_REGION (as the AWS CLI v2 and the SDKs take it), then botocore's own
     # chain (AWS_DEFAULT_REGION, the profile's region); botocore alone reads no AWS_REGION.
-    region = region or os.environ.get("AWS_REGION") or None
+    if region is None:
+        region = os.environ.get("AWS_REGION") or None
     with translated("reading AWS configuration"):
         session = boto3.Session(profile_name=profile, region_name=region)
     chosen = session.region_name

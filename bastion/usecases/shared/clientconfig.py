@@ -16,10 +16,12 @@ from bastion.adapters.sshconfig import AppHost, ClientConfig, GatewayEntry, Writ
 from bastion.domain.apply import Reporter
 from bastion.domain.errors import BastionError, ConflictError, NotFoundError, UsageError
 from bastion.domain.model import InstanceInfo
+from bastion.domain.plan import gateway_runner
+from bastion.domain.rules import rule_owner
 from bastion.domain.tags import TAG_LOGIN_USER
 from bastion.usecases.ports import Cloud, Deps
 from bastion.usecases.shared.context import Context, endpoint_for, recover_pin
-from bastion.usecases.shared.inventory import observe
+from bastion.usecases.shared.inventory import observe_with_app_group
 
 log = logging.getLogger(__name__)
 
@@ -100,12 +102,19 @@ def build_client_config(
 ) -> ClientConfig:
     """Gather the gateway's address, keys and app hosts into a `ClientConfig`."""
     settings, aws, files = ctx.settings, ctx.aws, ctx.files
-    observed = observe(aws, settings.name, app_sg)
+    observed = observe_with_app_group(aws, settings.name, app_sg)
     instance = instance or observed.instance
     if instance is None or instance.state != "running":
         state = f"is {instance.state}" if instance else "has no instance"
         raise NotFoundError(f"gateway {settings.name!r} {state}; run `bastion up`")
     if not files.login_key.exists():
+        runner = gateway_runner(observed)
+        if runner and runner != ctx.operator[-255:]:
+            raise ConflictError(
+                f"gateway {settings.name!r} is run by {rule_owner(runner)} and its login key is "
+                f"not on this machine ({files.login_key}); ask {rule_owner(runner)} for it, or "
+                "use a gateway of your own with `--name NAME`"
+            )
         raise ConflictError(
             f"the login key of gateway {settings.name!r} is not on this machine "
             f"({files.login_key}); copy it from where you ran `bastion up`, or run `bastion burn`"

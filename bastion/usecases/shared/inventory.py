@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from bastion.domain.errors import ConflictError
 from bastion.domain.model import ObservedGateway, SecurityGroup
 from bastion.domain.tags import TAG_GENERATION, TAG_INCIDENT, TAG_RETIRING, TAG_STANDBY
@@ -52,6 +54,23 @@ def observe(
         standby=standby[0] if standby else None,
         retiring=tuple(retiring),
     )
+
+
+def observe_with_app_group(aws: Cloud, name: str, app_sg: str | None) -> ObservedGateway:
+    """Observe gateway `name` with its app group, looked up in the gateway's own VPC.
+
+    Without `app_sg` the app group is the one the gateway's rules point at: its SSH egress
+    to a group, else a group admitting SSH from it (`status` after `up --app-sg app`).
+    """
+    observed = observe(aws, name, None)
+    group = observed.group
+    if app_sg is None and group is not None:
+        targets = [r.source_group for r in group.egress if r.source_group and r.from_port == 22]
+        app_sg = targets[0] if targets else aws.groups.group_referencing([group.group_id])
+    if app_sg is None:
+        return observed
+    app_group = aws.groups.group(app_sg, group.vpc_id if group else None)
+    return dataclasses.replace(observed, app_group=app_group)
 
 
 def _generation(group: SecurityGroup) -> int:

@@ -21,7 +21,7 @@ from bastion.domain.tags import (
 )
 from bastion.usecases.ports import Deps
 from bastion.usecases.shared.context import Context, open_context, tag_time
-from bastion.usecases.shared.inventory import observe
+from bastion.usecases.shared.inventory import observe_with_app_group
 
 
 def gateway_report(
@@ -32,7 +32,7 @@ def gateway_report(
 ) -> dict[str, Any]:
     """Describe the gateway and its drift from what bastion expects."""
     ctx = ctx or open_context(settings, deps)
-    observed = observe(ctx.aws, settings.name, settings.app_sg)
+    observed = observe_with_app_group(ctx.aws, settings.name, settings.app_sg)
     local = ctx.files.read()
     now = deps.clock.now()
     drift: list[str] = []
