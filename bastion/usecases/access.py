@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shlex
 import shutil
 import sys
 from collections.abc import Sequence
@@ -102,8 +103,20 @@ def ssh_command(
     if host is None:
         # The login user has no sessions at all (MaxSessions 0): hold the authenticated
         # connection open instead of asking for a shell it will never get.
-        return [binary, "-F", str(local), "-N", config.gateway.alias, *args]
+        alias = config.gateway.alias
+        return [binary, "-F", str(local), "-N", *connected_notice(alias), alias, *args]
     return [binary, "-F", str(local), host, *args]
+
+
+def connected_notice(alias: str) -> list[str]:
+    """Return ssh options that say, on stderr and once logged in, what this session is."""
+    # ssh runs LocalCommand once it is connected and authenticated: only then is "connected"
+    # true. Fixed text without % or $, so ssh expands nothing in it.
+    notice = (
+        f"bastion: connected to {alias}; forwarding only (no shell, no command): "
+        "it proves the gateway lets you in; press Ctrl-C to end it"
+    )
+    return ["-o", "PermitLocalCommand=yes", "-o", f"LocalCommand=echo {shlex.quote(notice)} >&2"]
 
 
 def exec_ssh(argv: Sequence[str], deps: Deps) -> None:

@@ -228,7 +228,11 @@ def test_bastion_ssh_execs_ssh_with_the_generated_config(
     assert to_app.exit_code == 0 and to_gateway.exit_code == 0, to_app.stderr + to_gateway.stderr
     config = Path(execs[0][2])
     assert execs[0][1] == "-F" and execs[0][3:] == ["app-1", "-v", "uptime"]
-    assert execs[1][3:] == ["-N", "bastion-default"]
+    assert execs[1][3] == "-N" and execs[1][-1] == "bastion-default"
+    assert "PermitLocalCommand=yes" in execs[1]
+    notice = next(a for a in execs[1] if a.startswith("LocalCommand="))
+    assert "connected to bastion-default" in notice and "forwarding only" in notice
+    assert "Ctrl-C" in notice and notice.endswith(">&2")
     assert "Host app-1 " in config.read_text()
     assert execs[0][0].endswith("/ssh")
 

@@ -9,6 +9,7 @@ given on the command line, which applies to the final hop only, never to the jum
 from __future__ import annotations
 
 import os
+import select
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -112,6 +113,38 @@ def test_ssh_g_resolves_the_gateway_and_app_hosts(
         assert app["userknownhostsfile"] == str(tmp_path / "app_known_hosts")
         assert app["stricthostkeychecking"] == "accept-new"
         assert app["forwardagent"] == "no"
+
+
+def test_bastion_ssh_to_the_gateway_says_on_stderr_that_it_is_connected(
+    ssh_client: str,
+    gateway: LocalGateway,
+    keys: GatewayKeys,
+    app_host: LocalAppHost,
+    tmp_path: Path,
+) -> None:
+    from bastion.usecases.access import connected_notice
+
+    config = generated_config(tmp_path, gateway, keys, keys.host.public, app_host)
+    env = {k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"}
+    notice = connected_notice(ALIAS)
+    session = subprocess.Popen(
+        [ssh_client, "-F", str(config), "-o", "BatchMode=yes", "-N", *notice, ALIAS],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**env, "HOME": str(config.parent), "SHELL": "/bin/sh"},
+    )
+    try:
+        assert session.stderr is not None
+        ready, _, _ = select.select([session.stderr], [], [], 20)
+        line = session.stderr.readline() if ready else ""  # the session itself stays open
+        assert session.poll() is None, line
+    finally:
+        session.terminate()
+        session.wait(timeout=10)
+    assert line.startswith(f"bastion: connected to {ALIAS}; forwarding only"), line
+    assert "Ctrl-C" in line
 
 
 def two_hop(ssh: str, config: Path, app: LocalAppHost, command: str) -> Any:
