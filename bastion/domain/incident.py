@@ -33,6 +33,9 @@ DESTROY = ("destroy_key_pairs", "destroy_local_keys", "destroy_instance", "destr
 RELAUNCH = ("relaunch_gateway", "relaunch_app_groups", "relaunch_elastic_ip")
 
 
+ELASTIC_IP_STEPS = frozenset({"contain_elastic_ip", "relaunch_elastic_ip"})
+
+
 STEP_SUMMARY = {
     "contain_app_ssh": "revoke every SSH source that admits the gateway (its group, its address)",
     "contain_network_acl": "deny the gateway's private IP in and out in the VPC's network ACLs",

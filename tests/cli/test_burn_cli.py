@@ -48,3 +48,13 @@ def test_burn_resume_with_a_malformed_id_is_a_usage_error(runner: CliRunner, dep
     result = invoke(runner, deps, "burn", "--resume", "../../etc")
     assert result.exit_code == ExitStatus.USAGE
     assert "is not an incident id" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_burn_without_an_elastic_ip_never_mentions_one(runner: CliRunner, deps: Deps) -> None:
+    assert invoke(runner, deps, "up", "--allow", "192.0.2.1").exit_code == 0
+    plan = invoke(runner, deps, "burn", "--dry-run")
+    assert plan.exit_code == 0, plan.stderr
+    assert "Plan for incident" in plan.stdout and "Elastic IP" not in plan.stdout
+    done = invoke(runner, deps, "burn", "--reason", "no eip", "--allow", "192.0.2.1")
+    assert done.exit_code == 0, done.stderr
+    assert "Done for incident" in done.stdout and "Elastic IP" not in done.stdout

@@ -15,6 +15,7 @@ from bastion.domain.incident import (
     CLOSED,
     CONTAIN,
     DESTROY,
+    ELASTIC_IP_STEPS,
     OPEN,
     PRESERVE,
     RELAUNCH,
@@ -112,7 +113,10 @@ def burn(
     record_path = folder / incident.incident_id / "report.json"
     if dry_run:
         planned = planned_calls(ctx, incident, instance, todo, keep_instance)
-        return BurnResult(incident, record_path, todo, True, planned)
+        has_eip = bool(incident.containment.get("elastic_ips")) or bool(
+            planned.get("contain_elastic_ip")
+        )
+        return BurnResult(incident, record_path, _shown(todo, has_eip), True, planned)
     state = BurnState(
         ctx, deps, incident, instance, IncidentFolder(record_path.parent), keep_instance
     )
@@ -127,7 +131,14 @@ def burn(
         ctx.aws.compute.tag(state.instance.instance_id, {TAG_INCIDENT_STATE: CLOSED})
     incident.state = CLOSED
     run.save()
-    return BurnResult(incident, record_path, todo, False)
+    has_eip = bool(incident.containment.get("elastic_ips"))
+    return BurnResult(incident, record_path, _shown(todo, has_eip), False)
+
+
+def _shown(steps: list[str], has_eip: bool) -> list[str]:
+    """Return the steps to report: the Elastic IP ones only for a gateway that has one."""
+    # The steps still run (and are journaled) either way, so a resume finds them done.
+    return [s for s in steps if has_eip or s not in ELASTIC_IP_STEPS]
 
 
 def _find_incident(ctx: Context, folder: Path, resume: str | None) -> Incident | None:
