@@ -305,8 +305,15 @@ def _has_include(content: bytes, line: str) -> bool:
 
 
 def _ensure_dir(path: Path) -> None:
-    if not path.exists():
-        path.mkdir(mode=0o700, parents=True)
+    # Every folder made here is 0700, ~/.ssh included, as ssh-keygen makes it (mkdir's
+    # `parents` would give the parents the umask's 0755).
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    for folder in reversed(missing):
+        try:
+            os.mkdir(folder, 0o700)
+        except FileExistsError:
+            continue
+        os.chmod(folder, 0o700)
 
 
 def _atomic_write(path: Path, data: bytes, mode: int, like: os.stat_result | None = None) -> None:

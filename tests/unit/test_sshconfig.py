@@ -177,3 +177,15 @@ def test_generated_file_is_private_and_rewritten_only_when_it_changes(tmp_path: 
     assert path.read_text() == "two\n"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert [p.name for p in path.parent.iterdir()] == ["bastion-demo"]
+
+
+def test_writing_the_config_creates_a_missing_dot_ssh_0700_as_ssh_keygen_does(
+    tmp_path: Path,
+) -> None:
+    old = os.umask(0o022)
+    try:
+        sshconfig.write_if_changed(sshconfig.config_path(tmp_path, "default"), "Host x\n")
+    finally:
+        os.umask(old)
+    for folder in (tmp_path / ".ssh", tmp_path / ".ssh" / "config.d"):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
