@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from bastion.cli.context import deps_for, guarded, settings_for
-from bastion.cli.options import DryRunOpt, JsonOpt, NameOpt
+from bastion.cli.options import DryRunOpt, JsonOpt, NameOpt, examples
 from bastion.cli.output import emit_json, plan_json, render_plan, render_rules
 
 
@@ -86,7 +86,11 @@ def allow(
 def register(app: typer.Typer) -> None:
     """Add the command to the app."""
     app.command(
-        epilog="Examples: bastion allow me --for 8h;  bastion allow 198.51.100.0/24 --label office "
-        "--for 30d;  bastion allow --list;  bastion allow --revoke office;  "
-        "bastion allow --prune  (for cron)"
+        epilog=examples(
+            "bastion allow me --for 8h",
+            "bastion allow 198.51.100.0/24 --label office --for 30d",
+            "bastion allow --list",
+            "bastion allow --revoke office",
+            "bastion allow --prune   (for cron)",
+        )
     )(allow)

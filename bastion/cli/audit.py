@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from bastion.cli.context import deps_for, guarded, settings_for
-from bastion.cli.options import JsonOpt
+from bastion.cli.options import JsonOpt, examples
 from bastion.cli.output import emit_json, plan_json, render_findings, render_plan
 
 
@@ -79,6 +79,9 @@ def audit(
 def register(app: typer.Typer) -> None:
     """Add the command to the app."""
     app.command(
-        epilog="Examples: bastion audit --app-sg sg-app --db-sg sg-rds --elb-sg sg-elb;  "
-        "bastion audit --json  (exits 9 on any failure, for CI);  bastion audit --fix --dry-run"
+        epilog=examples(
+            "bastion audit --app-sg sg-app --db-sg sg-rds --elb-sg sg-elb",
+            "bastion audit --json   (exits 9 on any failure, for CI)",
+            "bastion audit --fix --dry-run",
+        )
     )(audit)

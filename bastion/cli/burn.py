@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from bastion.cli.context import deps_for, guarded, settings_for
-from bastion.cli.options import AppSgOpt, DryRunOpt, JsonOpt, NameOpt, ReachOpt
+from bastion.cli.options import AppSgOpt, DryRunOpt, JsonOpt, NameOpt, ReachOpt, examples
 from bastion.cli.output import emit_json
 
 
@@ -109,6 +109,9 @@ def burn(
 def register(app: typer.Typer) -> None:
     """Add the command to the app."""
     app.command(
-        epilog="Examples: bastion burn --reason 'odd logins at 03:12';  bastion burn --dry-run;  "
-        "bastion burn --resume inc-20260101T031500Z-ab12"
+        epilog=examples(
+            "bastion burn --reason 'odd logins at 03:12'",
+            "bastion burn --dry-run",
+            "bastion burn --resume inc-20260101T031500Z-ab12",
+        )
     )(burn)

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 # click's exceptions, wherever this typer takes click from (its own copy since 0.2x).
 _click_errors: Any = sys.modules[typer.BadParameter.__module__]
+_ABORTS = (typer.Abort, getattr(_click_errors, "Abort", typer.Abort))
 
 
 class State:
@@ -90,7 +91,7 @@ class OneLineUsageErrors(TyperGroup):
         except _click_errors.ClickException as exc:
             typer.echo(f"bastion: error: {exc.format_message()}", err=True)
             code = exc.exit_code
-        except (typer.Abort, _click_errors.Abort):
+        except _ABORTS:
             typer.echo("bastion: aborted; nothing more was done", err=True)
             code = int(ExitStatus.ERROR)
         if not standalone_mode:

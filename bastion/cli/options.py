@@ -25,3 +25,9 @@ ReachOpt = Annotated[
         "(an SSM port forward or the local demo).",
     ),
 ]
+
+
+def examples(*lines: str) -> str:
+    """Return a help epilog of examples, one per line, that click never rewraps mid-option."""
+    # "\b" alone on a line tells click to keep the next paragraph's lines as they are.
+    return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)

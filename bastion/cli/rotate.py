@@ -9,13 +9,15 @@ from typing import Annotated
 import typer
 
 from bastion.cli.context import deps_for, guarded, settings_for
-from bastion.cli.options import AppSgOpt, DryRunOpt, JsonOpt, NameOpt, ReachOpt
+from bastion.cli.options import AppSgOpt, DryRunOpt, JsonOpt, NameOpt, ReachOpt, examples
 from bastion.cli.output import emit_json, plan_json, render_plan
 from bastion.domain.errors import UsageError
 
-EPILOG = (
-    "Examples: bastion rotate --dry-run;  bastion rotate --if-older-than 30d  (for cron);  "
-    "bastion rotate --host-key;  bastion rotate --relaunch --app-sg sg-0abc1234"
+EPILOG = examples(
+    "bastion rotate --dry-run",
+    "bastion rotate --if-older-than 30d   (for cron)",
+    "bastion rotate --host-key",
+    "bastion rotate --relaunch --app-sg sg-0abc1234 --timeout 900",
 )
 
 
@@ -46,6 +48,14 @@ def rotate(
             help="Rotate only when the key (or, with --relaunch, the instance) is older, e.g. 30d.",
         ),
     ] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--timeout",
+            help="Seconds to wait for the new instance and sshd (--relaunch), or for the "
+            "gateway to answer [default: 600].",
+        ),
+    ] = None,
     dry_run: DryRunOpt = False,
     json_output: JsonOpt = False,
 ) -> None:
@@ -63,7 +73,7 @@ def rotate(
             raise UsageError(
                 "--host-key and --relaunch exclude each other; a relaunch makes new keys"
             )
-        settings = settings_for(ctx, name=name, reach=reach, app_sg=app_sg)
+        settings = settings_for(ctx, name=name, reach=reach, app_sg=app_sg, wait_timeout=timeout)
         older = parse_age(if_older_than) if if_older_than is not None else None
         use_case = relaunch_gateway if relaunch else rotate_host_key if host_key else rotate_login
         result = use_case(settings, deps_for(ctx, json_output), dry_run, older)

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from bastion.cli.context import deps_for, guarded, settings_for
-from bastion.cli.options import AppSgOpt, NameOpt, ReachOpt
+from bastion.cli.options import AppSgOpt, NameOpt, ReachOpt, examples
 
 
 def ssh_command(
@@ -47,6 +47,9 @@ def register(app: typer.Typer) -> None:
     """Add the command to the app."""
     app.command(
         "ssh",
-        epilog="Examples: bastion ssh   (the gateway's forwarding-only login; Ctrl-C ends it);  "
-        "bastion ssh app-1;  bastion ssh app-1 -- -L 8080:localhost:80 uptime",
+        epilog=examples(
+            "bastion ssh   (the gateway's forwarding-only login; Ctrl-C ends it)",
+            "bastion ssh app-1",
+            "bastion ssh app-1 -- -L 8080:localhost:80 uptime",
+        ),
     )(ssh_command)

@@ -7,12 +7,14 @@ from typing import Annotated
 import typer
 
 from bastion.cli.context import deps_for, guarded, settings_for
-from bastion.cli.options import AppSgOpt, JsonOpt, NameOpt, ReachOpt
+from bastion.cli.options import AppSgOpt, JsonOpt, NameOpt, ReachOpt, examples
 from bastion.cli.output import emit_json
 
-EPILOG = (
-    "Examples: bastion ssh-config;  bastion ssh-config --write --app-user ec2-user "
-    "--app-identity ~/.ssh/app_ed25519   (then: ssh app-1);  bastion ssh-config --json | jq .hosts"
+EPILOG = examples(
+    "bastion ssh-config",
+    "bastion ssh-config --write --app-user ec2-user --app-identity ~/.ssh/app",
+    "ssh app-1   (after --write)",
+    "bastion ssh-config --json | jq .hosts",
 )
 
 

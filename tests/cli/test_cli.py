@@ -204,3 +204,44 @@ def test_version_prints_the_version_and_exits_0(runner: CliRunner, deps: Deps) -
     result = invoke(runner, deps, "--version")
     assert result.exit_code == 0
     assert result.stdout.strip() == f"bastion {__version__}"
+
+
+@pytest.mark.parametrize(
+    "command", ["up", "status", "down", "rotate", "ssh-config", "ssh", "burn", "allow", "audit"]
+)
+def test_help_examples_fit_80_columns_one_whole_example_per_line(
+    runner: CliRunner, deps: Deps, command: str
+) -> None:
+    result = runner.invoke(
+        __import__("bastion.cli", fromlist=["app"]).app,
+        [command, "--help"],
+        obj=deps,
+        env={"COLUMNS": "80"},
+    )
+    assert result.exit_code == 0
+    tail = result.stdout.split("Example", 1)[1].splitlines()[1:]
+    assert all(len(line) <= 80 for line in result.stdout.splitlines()), result.stdout
+    for line in tail:
+        words = line.split()
+        # A wrapped example leaves a line that does not start with a command.
+        assert not words or words[0] in ("bastion", "ssh"), result.stdout
+        assert not line.rstrip().endswith("-"), result.stdout
+
+
+def test_rotate_relaunch_takes_a_timeout(
+    runner: CliRunner, deps: Deps, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import bastion.usecases.rotate as rotate_use_cases
+
+    seen: list[float] = []
+
+    def fake_relaunch(settings: Any, deps: Any, dry_run: bool, older: Any) -> Any:
+        seen.append(settings.wait_timeout)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(rotate_use_cases, "relaunch_gateway", fake_relaunch)
+    result = invoke(runner, deps, "rotate", "--relaunch", "--timeout", "900", "--dry-run")
+    assert result.exit_code == 0, result.stderr
+    assert seen == [900.0]
+    bad = invoke(runner, deps, "rotate", "--relaunch", "--timeout", "nan")
+    assert bad.exit_code == ExitStatus.USAGE and "--timeout" in bad.stderr
