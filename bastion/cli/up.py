@@ -38,7 +38,12 @@ def up(
         ),
     ] = None,
     subnet: Annotated[
-        str | None, typer.Option("--subnet", help="Subnet id [default: a default subnet].")
+        str | None,
+        typer.Option(
+            "--subnet",
+            help="Subnet id or Name tag [default: one in the app group's VPC, else a "
+            "default subnet].",
+        ),
     ] = None,
     reach: ReachOpt = None,
     timeout: Annotated[
