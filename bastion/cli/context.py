@@ -1,6 +1,8 @@
 """What every command shares: global options, settings, Deps, and the one error boundary.
 
-`boundary` is the only place that turns a failure into an exit code (see `ExitStatus`).
+`boundary` is the only place that turns a failure into an exit code (see `ExitStatus`); the
+parser's own errors, raised before any command runs, get the same one line from the root
+command, `OneLineUsageErrors`.
 """
 
 from __future__ import annotations
