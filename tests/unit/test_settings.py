@@ -93,3 +93,14 @@ def test_a_gateway_entry_that_is_not_a_table_is_a_usage_error(
     with pytest.raises(UsageError) as error:
         load_settings({"name": "a"}, env={"BASTION_CONFIG": str(config)})
     assert "[gateway.NAME]" in error.value.message
+
+
+def test_the_system_clock_knows_when_this_process_started() -> None:
+    from datetime import timedelta
+
+    from bastion.domain.clock import SystemClock
+
+    clock = SystemClock()
+    started = clock.process_started_at()
+    assert started <= clock.now()
+    assert clock.now() - started < timedelta(hours=6)  # this test process, not the boot
