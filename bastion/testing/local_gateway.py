@@ -229,6 +229,10 @@ class LocalGateway:
                         value, local = str(Path(value).parent), local.parent
                     text = text.replace(value, str(local))
                     break
+        # sshd logs to a file here (`-e`), not to a journal: keyctl reads who logged in there.
+        text = text.replace(
+            "${BASTION_KEYCTL_SSHD_LOG:-}", f"${{BASTION_KEYCTL_SSHD_LOG:-{self.log_path}}}"
+        )
         _write(script_path, text, 0o755)
         self._sudoers_path = _SUDOERS_DIR / f"bastion-local-gateway-{self.port}"
         _write(self._sudoers_path, sudoers[1].replace(script[0], str(script_path)), 0o440)
