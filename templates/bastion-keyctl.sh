@@ -6,6 +6,7 @@
 #   add-login ssh-ed25519 KEY [COMMENT]   authorize another Ed25519 login key (idempotent)
 #   remove-login SHA256:FP        revoke a login key (the last key is never removed), then end
 #                                 the sessions it opened
+#   sessions                      print "FINGERPRINT ADDRESS PORT" for each open login session
 #   end-sessions SHA256:FP        end the open sessions (tunnels) that key opened
 #   list-host-keys                print "active KEY" and, mid-rotation, "staged KEY"
 #   add-host-key ssh-ed25519 KEY  stage a new host key (its private half on stdin, never in the
@@ -32,6 +33,7 @@ pid_file=${BASTION_KEYCTL_PID_FILE:-{{ pid_file }}}
 # Where sshd logs (LogLevel VERBOSE names the key of every accepted login): empty means the
 # journal, else a file of bare sshd messages (`sshd -E FILE`, as the loopback stand-in logs).
 sshd_log=${BASTION_KEYCTL_SSHD_LOG:-}
+ss=${BASTION_KEYCTL_SS:-ss}
 request=${1-${SSH_ORIGINAL_COMMAND-}}
 
 die() {
@@ -135,7 +137,7 @@ accepted_logins() {
 sshd_connections() {
     listener=$(cat "$pid_file" 2>/dev/null || true)
     case $listener in '' | *[!0-9]*) return 0 ;; esac
-    { ss -Htlnp 2>/dev/null | sed 's/^/L /'; ss -Htnp state established 2>/dev/null | sed 's/^/E /'; } | awk -v listener="$listener" '
+    { $ss -Htlnp 2>/dev/null | sed 's/^/L /'; $ss -Htnp state established 2>/dev/null | sed 's/^/E /'; } | awk -v listener="$listener" '
         function port_of(ep) { sub(/.*:/, "", ep); return ep }
         function address_of(ep) {
             sub(/:[^:]*$/, "", ep); gsub(/[][]/, "", ep); sub(/%.*/, "", ep)
@@ -159,23 +161,35 @@ sshd_connections() {
         }'
 }
 
-# End the sessions that the key with fingerprint $1 opened: the connections whose latest
-# accepted login (same address and port) was with that key. Prints how many were ended.
-end_sessions() {
-    pids=$({ accepted_logins | sed 's/^/A /'; sshd_connections | sed 's/^/C /'; } | awk -v fp="$1" '
+# Print "FINGERPRINT ADDRESS PORT PID..." for every open login session: each connection with
+# the key of the latest accepted login from its address and port (a reused client port is
+# matched to the login that came last).
+login_sessions() {
+    { accepted_logins | sed 's/^/A /'; sshd_connections | sed 's/^/C /'; } | awk '
         $1 == "A" { key[$2 " " $3] = $4; next }
-        $1 == "C" && key[$2 " " $3] == fp { sessions++; for (i = 4; i <= NF; i++) print $i }
-        END { print "sessions=" (sessions + 0) }')
+        $1 == "C" && ($2 " " $3) in key {
+            line = key[$2 " " $3] " " $2 " " $3
+            for (i = 4; i <= NF; i++) line = line " " $i
+            print line
+        }'
+}
+
+# End the sessions that the key with fingerprint $1 opened; print how many were ended.
+end_sessions() {
     ended=0
-    for pid in $pids; do
-        case $pid in
-        sessions=*) ended=${pid#sessions=} ;;
-        *)
-            # Only an sshd process: never a pid that was reused by something else meanwhile.
-            case $(cat "/proc/$pid/comm" 2>/dev/null) in sshd | sshd-session) kill -TERM "$pid" 2>/dev/null || true ;; esac
-            ;;
-        esac
-    done
+    sessions=$(login_sessions | awk -v fp="$1" '$1 == fp')
+    while read -r fp address port pids; do
+        [ -n "$fp" ] || continue
+        ended=$((ended + 1))
+        for pid in $pids; do
+            # Only an sshd process: never a pid that something else reused meanwhile.
+            case $(cat "/proc/$pid/comm" 2>/dev/null) in
+            sshd | sshd-session) kill -TERM "$pid" 2>/dev/null || true ;;
+            esac
+        done
+    done <<EOF
+$sessions
+EOF
     printf 'ended %s session(s) of %s\n' "$ended" "$1"
 }
 
@@ -242,6 +256,10 @@ EOF
     printf '%s' "$kept" | replace_keys_file
     printf 'removed %s\n' "$target"
     end_sessions "$target"
+    ;;
+sessions)
+    [ $# -eq 0 ] || die 2 "usage: sessions"
+    login_sessions | awk '{ print $1, $2, $3 }'
     ;;
 end-sessions)
     [ $# -eq 1 ] || die 2 "usage: end-sessions SHA256:FINGERPRINT"
@@ -311,6 +329,6 @@ remove-host-key)
     printf 'removed %s\n' "$1"
     ;;
 *)
-    die 2 "unknown request '${verb}'; use list, add-login, remove-login, end-sessions, list-host-keys, add-host-key, activate-host-key or remove-host-key"
+    die 2 "unknown request '${verb}'; use list, add-login, remove-login, sessions, end-sessions, list-host-keys, add-host-key, activate-host-key or remove-host-key"
     ;;
 esac

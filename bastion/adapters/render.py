@@ -43,6 +43,8 @@ network. A host-key rotation stages the new key as the second ``HostKey`` file
 
 from __future__ import annotations
 
+import base64
+import gzip
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -293,7 +295,7 @@ def render_user_data(params: UserDataParams) -> str:
                 "0644",
             ),
             _file(f"{keys_dir}/{sshd.admin_user}", f"{admin_line.strip()}\n", "0644"),
-            _file(KEYCTL_PATH, _without_comments(render_keyctl(sshd)), "0755"),
+            _packed_file(KEYCTL_PATH, _without_comments(render_keyctl(sshd)), "0755"),
             _file(SUDOERS_PATH, f"{sshd.admin_user} ALL=(root) NOPASSWD: {KEYCTL_PATH}\n", "0440"),
         ],
         "bootcmd": list(boot_commands(params.image_family, sshd.port)),
@@ -311,6 +313,13 @@ def render_user_data(params: UserDataParams) -> str:
 
 def _file(path: str, content: str, permissions: str) -> dict[str, object]:
     return {"path": path, "owner": "root:root", "permissions": permissions, "content": content}
+
+
+def _packed_file(path: str, content: str, permissions: str) -> dict[str, object]:
+    # The keyctl script is the bulk of the user data (EC2 caps it at 16 KB): gzip, mtime 0 so
+    # the same script always renders the same bytes; cloud-init unpacks it (gz+b64).
+    packed = base64.b64encode(gzip.compress(content.encode(), mtime=0)).decode()
+    return {**_file(path, packed, permissions), "encoding": "gz+b64"}
 
 
 def _with_newline(text: str) -> str:

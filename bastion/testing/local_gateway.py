@@ -13,6 +13,8 @@ it creates when missing). Run it from the shell with
 from __future__ import annotations
 
 import argparse
+import base64
+import gzip
 import os
 import pwd
 import re
@@ -278,10 +280,21 @@ def _parse_user_data(user_data: str) -> dict[str, Any]:
 
 def _write_files(cloud_config: dict[str, Any]) -> list[tuple[str, str]]:
     return [
-        (str(entry["path"]), str(entry.get("content", "")))
+        (str(entry["path"]), _content_of(entry))
         for entry in cloud_config.get("write_files") or []
         if isinstance(entry, dict) and "path" in entry
     ]
+
+
+def _content_of(entry: dict[str, Any]) -> str:
+    """Return a write_files entry's content as cloud-init writes it (gz+b64 unpacked)."""
+    content = str(entry.get("content", ""))
+    encoding = str(entry.get("encoding", "text/plain")).lower()
+    if encoding in ("gz+b64", "gzip+b64", "gz+base64", "gzip+base64"):
+        return gzip.decompress(base64.b64decode(content)).decode()
+    if encoding in ("b64", "base64"):
+        return base64.b64decode(content).decode()
+    return content
 
 
 def _file_content(cloud_config: dict[str, Any], path: str) -> str:
