@@ -28,6 +28,9 @@ class FakeProbe:
     reachable: bool = True
     host_key_override: str | None = None
     calls: list[tuple[str, int]] = field(default_factory=list)
+    # What `bastion-keyctl list` answers (None: the admin channel does not answer).
+    login_listing: str | None = None
+    keyctl_requests: list[str] = field(default_factory=list)
 
     def tcp_reachable(self, host: str, port: int) -> bool:
         self.calls.append((host, port))
@@ -40,6 +43,24 @@ class FakeProbe:
         if self.host_key_override and self.host_key_override != pinned:
             raise HostKeyMismatchError("host key mismatch")
         return fingerprint(pinned)
+
+    def keyctl(
+        self,
+        host: str,
+        port: int,
+        user: str,
+        key_path: str,
+        pinned: str,
+        command: str,
+        stdin: str | None = None,
+    ) -> str:
+        """Answer `list` with `login_listing`; without one, the admin channel is down."""
+        from bastion.domain.errors import GatewayUnavailable
+
+        self.keyctl_requests.append(command)
+        if self.login_listing is None:
+            raise GatewayUnavailable("fake probe: no admin channel")
+        return self.login_listing
 
 
 @dataclass

@@ -8,6 +8,7 @@ from typing import Any
 from bastion.adapters import keys
 from bastion.domain.apply import apply_plan
 from bastion.domain.errors import ConflictError, SshError
+from bastion.domain.login_keys import ended_sessions
 from bastion.domain.model import Action, Plan
 from bastion.domain.rotate_plan import plan_rotate_login
 from bastion.domain.settings import Settings
@@ -62,7 +63,12 @@ def rotate_login(
     outcome = apply_plan(
         plan, handlers.table(), deps.reporter, journal_for(files), before_each=deps.before_each
     )
-    return RotateResult(plan, outcome.done)
+    return RotateResult(
+        plan,
+        outcome.done,
+        removed_unknown=list(outcome.results.get("removed unknown keys", [])),
+        ended_sessions=dict(outcome.results.get("ended sessions", {})),
+    )
 
 
 class LoginRotation:
@@ -123,8 +129,20 @@ class LoginRotation:
             ) from exc
 
     def remove_old(self, action: Action, results: dict[str, Any]) -> None:
-        """Revoke the old key on the gateway, now that the new one is proven."""
-        self.gateway.keyctl(f"remove-login {action.params['fingerprint']}")
+        """Revoke a key on the gateway (the old one, or one bastion did not put there), now
+        that the new one is proven; keyctl also ends the sessions that key opened."""
+        fingerprint = action.params["fingerprint"]
+        if fingerprint == self._next().fingerprint:  # never the key just proven
+            return
+        output = self.gateway.keyctl(f"remove-login {fingerprint}")
+        ended = ended_sessions(output).get(fingerprint, 0)
+        results.setdefault("ended sessions", {})[fingerprint] = ended
+        if action.params.get("unknown"):
+            results.setdefault("removed unknown keys", []).append(fingerprint)
+            self.gateway.deps.reporter.warn(
+                f"removed login key {fingerprint}, which bastion did not put there "
+                f"(ended {ended} open session(s) made with it)"
+            )
 
     def verify_old_refused(self, action: Action, results: dict[str, Any]) -> None:
         """Check that the old key no longer opens the gateway."""
