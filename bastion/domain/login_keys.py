@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from bastion.domain.errors import UsageError
@@ -27,6 +27,27 @@ class AuthorizedKey:
     fingerprint: str
     key_type: str
     comment: str
+
+
+@dataclass(frozen=True)
+class LoginKeysReport:
+    """The gateway's login keys, or why they were not read (`expected`: this machine has the
+    gateway's admin key, so the keys should have been read)."""
+
+    checked: bool
+    reason: str | None = None
+    keys: list[dict[str, Any]] = field(default_factory=list)
+    unknown: list[str] = field(default_factory=list)
+    expected: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the report as JSON-ready data."""
+        return {
+            "checked": self.checked,
+            "reason": self.reason,
+            "keys": self.keys,
+            "unknown": self.unknown,
+        }
 
 
 def parse_authorized_keys(listing: str) -> list[AuthorizedKey]:

@@ -7,12 +7,11 @@ lack its admin key; each of those is reported as "not checked" with the reason, 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
-from typing import Any
 
 from bastion.adapters.localstate import GatewayFiles
 from bastion.domain.errors import BastionError, HostKeyMismatchError
 from bastion.domain.login_keys import (
+    LoginKeysReport,
     known_login_keys,
     login_keys_view,
     parse_authorized_keys,
@@ -27,25 +26,6 @@ from bastion.usecases.shared.context import endpoint_for
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class LoginKeysReport:
-    """The gateway's login keys, or why they were not read."""
-
-    checked: bool
-    reason: str | None = None
-    keys: list[dict[str, Any]] = field(default_factory=list)
-    unknown: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the report as JSON-ready data."""
-        return {
-            "checked": self.checked,
-            "reason": self.reason,
-            "keys": self.keys,
-            "unknown": self.unknown,
-        }
-
-
 def read_login_keys(
     settings: Settings,
     deps: Deps,
@@ -58,7 +38,9 @@ def read_login_keys(
         return LoginKeysReport(False, "the gateway is not running")
     local = files.read()
     if local.admin_fingerprint is None or local.pinned_host_key is None:
-        return LoginKeysReport(False, "this machine lacks the gateway's admin key or host pin")
+        return LoginKeysReport(
+            False, "this machine lacks the gateway's admin key or host pin", expected=False
+        )
     try:
         host, port = endpoint_for(settings, instance, instance.port or settings.port)
     except BastionError as exc:
