@@ -26,7 +26,8 @@ user can write:
 * ``list`` - print the login user's authorized_keys lines;
 * ``add-login ssh-ed25519 BASE64 [COMMENT]`` - authorize another Ed25519 login key
   (idempotent; the line gets ``restrict,port-forwarding``);
-* ``remove-login SHA256:FP`` - revoke a login key; refuses (exit 8) to remove the last one;
+* ``remove-login SHA256:FP`` - revoke a login key (refuses, exit 8, to remove the last one),
+  then end its sessions; ``sessions`` and ``end-sessions SHA256:FP`` list and end them;
 * ``list-host-keys`` - print ``active KEY`` and, during a host-key rotation, ``staged KEY``;
 * ``add-host-key ssh-ed25519 BASE64`` with the private key on stdin - stage a new host key
   (second ``HostKey`` file) after checking that the halves match, then reload sshd;
@@ -36,9 +37,11 @@ user can write:
 It rewrites the root-owned file atomically (temp file in the same directory, then ``mv``).
 Rotation is therefore: add the new login key, verify it, remove the old one. A stolen daily
 login key cannot reach this channel: that user has no shell, no sessions and a forced
-``nologin``; and a stolen admin key can change login and host keys but cannot forward into the
-network. A host-key rotation stages the new key as the second ``HostKey`` file
-(``<host_key_path>.next``), activates it, proves it, then removes the old one.
+``nologin``. A stolen admin key can change login and host keys, so it can add a login key of
+its own and forward with that: ``status``/``audit`` flag such keys and ``rotate`` removes them
+(``remove-login`` also ends the sessions the key opened). A host-key rotation stages the new
+key as the second ``HostKey`` file (``<host_key_path>.next``), activates it, proves it, then
+removes the old one.
 """
 
 from __future__ import annotations
