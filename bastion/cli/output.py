@@ -77,7 +77,8 @@ def render_status(data: dict[str, Any]) -> None:
     verdict = {True: "allowed", False: "NOT allowed", None: "unknown"}[data.get("caller_allowed")]
     table.add_row("your IP", f"{caller} ({verdict})")
     table.add_row("login key", str(data.get("login_key_fingerprint") or "-"))
-    table.add_row("login keys on the gateway", login_keys_text(data.get("login_keys") or {}))
+    if "login_keys" in data:  # `status` asks the gateway; `up`'s report does not
+        table.add_row("login keys on the gateway", login_keys_text(data["login_keys"]))
     table.add_row("host key (pinned)", str(data.get("host_key_fingerprint") or "-"))
     table.add_row("age (days)", str(instance.get("age_days", "-")))
     ages = [

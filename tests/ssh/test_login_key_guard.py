@@ -154,3 +154,22 @@ def test_remove_login_cuts_only_the_tunnels_of_the_removed_key(
         assert operators.poll() is None, "the operator's tunnel with the new key was cut"
         assert "ended 0 session(s)" in admin(world, f"end-sessions {fingerprint(thief.public)}")
         assert operators.poll() is None
+
+
+def test_rotate_output_names_the_key_it_removed_and_the_sessions_it_ended(
+    world: World, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from bastion.cli import app
+
+    thief = make_key_pair(tmp_path, "thief")
+    admin(world, f"add-login {' '.join(thief.public.split()[:2])}")
+    reach = f"127.0.0.1:{world.probe.port}"
+    with tunnel(world, thief.path):
+        result = CliRunner().invoke(app, ["rotate", "--reach", reach], obj=world.deps)
+    assert result.exit_code == 0, result.output
+    thief_fp = fingerprint(thief.public)
+    assert f"Removed login key {thief_fp}: bastion did not put it there." in result.stdout
+    assert f"Ended 1 open session(s) made with {thief_fp}." in result.stdout
+    assert f"remove login key {thief_fp}, which bastion did not put there" in result.stdout
