@@ -24,7 +24,9 @@ def status(settings: Settings, deps: Deps, check_login_keys: bool = True) -> dic
     if not check_login_keys:
         data["login_keys"] = {"checked": False, "reason": "not asked", "keys": [], "unknown": []}
         return data
-    if data["caller_allowed"] is False:
+    # Through the public address the gateway group decides; a VPN or port forward (--reach) may
+    # reach sshd whatever the caller's public IP.
+    if data["caller_allowed"] is False and settings.reach == "public":
         reason = "your IP is not allowed on the gateway group, so the gateway was not asked"
         data["login_keys"] = {"checked": False, "reason": reason, "keys": [], "unknown": []}
         return data

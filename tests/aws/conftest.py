@@ -28,8 +28,9 @@ class FakeProbe:
     reachable: bool = True
     host_key_override: str | None = None
     calls: list[tuple[str, int]] = field(default_factory=list)
-    # What `bastion-keyctl list` answers (None: the admin channel does not answer).
+    # What `bastion-keyctl list` answers (None: the local login key alone).
     login_listing: str | None = None
+    admin_channel: bool = True
     keyctl_requests: list[str] = field(default_factory=list)
 
     def tcp_reachable(self, host: str, port: int) -> bool:
@@ -54,13 +55,18 @@ class FakeProbe:
         command: str,
         stdin: str | None = None,
     ) -> str:
-        """Answer `list` with `login_listing`; without one, the admin channel is down."""
+        """Answer `list` as a gateway trusting exactly bastion's login key (or `login_listing`)."""
+        from pathlib import Path
+
         from bastion.domain.errors import GatewayUnavailable
 
         self.keyctl_requests.append(command)
-        if self.login_listing is None:
-            raise GatewayUnavailable("fake probe: no admin channel")
-        return self.login_listing
+        if not self.admin_channel:
+            raise GatewayUnavailable("fake probe: the admin channel does not answer")
+        if self.login_listing is not None:
+            return self.login_listing
+        own = Path(key_path).with_name("login_ed25519.pub")
+        return f"restrict,port-forwarding {own.read_text().strip()}\n" if own.exists() else ""
 
 
 @dataclass

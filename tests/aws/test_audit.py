@@ -90,9 +90,6 @@ def seed(deps: Deps, ec2_client: Any, app_sg: str) -> Seed:
         vpc,
     )
     layout.ingress(layout.rds, 3306, app_sg)
-    # The gateway's admin channel answers with exactly the login key bastion put there.
-    login_public = (make_settings().gateway_dir("us-east-1") / "login_ed25519.pub").read_text()
-    deps.probe.login_listing = f"restrict,port-forwarding {login_public.strip()}\n"  # type: ignore[attr-defined]
     clock = deps.clock
     assert isinstance(clock, FakeClock)
     clock.current = layout.key_created() + timedelta(days=1)
@@ -310,7 +307,11 @@ THIEF_PUBLIC = (
 
 def test_a_login_key_bastion_did_not_put_there_fails_and_names_rotate(seed: Seed) -> None:
     probe = seed.deps.probe
-    probe.login_listing += f"restrict,port-forwarding {THIEF_PUBLIC}\n"  # type: ignore[attr-defined]
+    login_public = (make_settings().gateway_dir("us-east-1") / "login_ed25519.pub").read_text()
+    probe.login_listing = (  # type: ignore[attr-defined]
+        f"restrict,port-forwarding {login_public.strip()}\n"
+        f"restrict,port-forwarding {THIEF_PUBLIC}\n"
+    )
     result = audit(make_settings(), seed.deps, seed.options())
     (finding,) = [f for f in result.findings if f.check == "login-key-unknown"]
     assert finding.severity == "fail" and finding.resource == seed.instance_id
@@ -322,7 +323,7 @@ def test_a_login_key_bastion_did_not_put_there_fails_and_names_rotate(seed: Seed
 
 
 def test_an_unreachable_admin_channel_is_a_warning_not_a_failure(seed: Seed) -> None:
-    seed.deps.probe.login_listing = None  # type: ignore[attr-defined]
+    seed.deps.probe.admin_channel = False  # type: ignore[attr-defined]
     result = audit(make_settings(), seed.deps, seed.options())
     assert [f.check for f in result.findings] == ["login-keys-unchecked"]
     assert result.failures == []

@@ -37,7 +37,6 @@ def test_status_lists_the_login_keys_and_flags_one_bastion_did_not_put_there(
 
 def test_status_with_only_its_own_keys_reports_no_drift(deps: Deps, probe: FakeProbe) -> None:
     up(make_settings(), deps)
-    probe.login_listing = own_listing()
     data = status(make_settings(), deps)
     assert data["login_keys"]["checked"] and data["login_keys"]["unknown"] == []
     assert data["drift"] == []
