@@ -173,3 +173,16 @@ def test_rotate_output_names_the_key_it_removed_and_the_sessions_it_ended(
     assert f"Removed login key {thief_fp}: bastion did not put it there." in result.stdout
     assert f"Ended 1 open session(s) made with {thief_fp}." in result.stdout
     assert f"remove login key {thief_fp}, which bastion did not put there" in result.stdout
+
+
+def test_a_young_key_is_still_rotated_when_the_gateway_trusts_an_unknown_one(
+    world: World, tmp_path: Path
+) -> None:
+    from datetime import timedelta
+
+    thief = make_key_pair(tmp_path, "thief")
+    admin(world, f"add-login {' '.join(thief.public.split()[:2])}")
+    result = rotate_login(world.settings, world.deps, if_older_than=timedelta(days=30))
+    assert result.skipped_reason is None
+    assert result.removed_unknown == [fingerprint(thief.public)]
+    assert world.gateway_fingerprints() == [load_key(world.folder / "login_ed25519").fingerprint]

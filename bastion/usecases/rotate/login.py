@@ -8,7 +8,7 @@ from typing import Any
 from bastion.adapters import keys
 from bastion.domain.apply import apply_plan
 from bastion.domain.errors import ConflictError, SshError
-from bastion.domain.login_keys import ended_sessions
+from bastion.domain.login_keys import ended_sessions, known_login_keys, unknown_login_keys
 from bastion.domain.model import Action, Plan
 from bastion.domain.rotate_plan import plan_rotate_login
 from bastion.domain.settings import Settings
@@ -39,21 +39,30 @@ def rotate_login(
     current = files.read().login_fingerprint
     assert current is not None
     rotating_in = files.next_login_fingerprint()
-    if if_older_than is not None and rotating_in is None:
+    on_gateway = parse_authorized_fingerprints(gateway.keyctl("list"))
+    key_pairs = [observed.key_pair, *observed.other_key_pairs] if observed.key_pair else []
+    tagged = gateway.instance.tags.get(TAG_KEY_FINGERPRINT)
+    known = known_login_keys(
+        current, rotating_in, tagged, key_pairs=(k.fingerprint for k in key_pairs)
+    )
+    # A login key bastion did not put there makes the rotation due, whatever the key's age.
+    if (
+        if_older_than is not None
+        and rotating_in is None
+        and not unknown_login_keys(on_gateway, known)
+    ):
         created = observed.key_pair.created_at if observed.key_pair else None
         age = deps.clock.now() - created if created else None
         if age is not None and age < if_older_than:
             plan = Plan("rotate", settings.name, ())
             return RotateResult(plan, [], f"login key is {age.days} days old; not due yet")
-    on_gateway = parse_authorized_fingerprints(gateway.keyctl("list"))
-    key_pairs = [observed.key_pair, *observed.other_key_pairs] if observed.key_pair else []
     plan = plan_rotate_login(
         settings.name,
         current,
         rotating_in,
         on_gateway,
         key_pairs,
-        gateway.instance.tags.get(TAG_KEY_FINGERPRINT),
+        tagged,
     )
     for warning in plan.warnings:
         deps.reporter.warn(warning)
