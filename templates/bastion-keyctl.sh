@@ -4,7 +4,10 @@
 # The request is the command the admin client sent: $1, or $SSH_ORIGINAL_COMMAND when run by hand.
 #   list                          print the login user's authorized_keys lines
 #   add-login ssh-ed25519 KEY [COMMENT]   authorize another Ed25519 login key (idempotent)
-#   remove-login SHA256:FP        revoke a login key; the last key is never removed
+#   remove-login SHA256:FP        revoke a login key (the last key is never removed), then end
+#                                 the sessions it opened
+#   sessions                      print "FINGERPRINT ADDRESS PORT" for each open login session
+#   end-sessions SHA256:FP        end the open sessions (tunnels) that key opened
 #   list-host-keys                print "active KEY" and, mid-rotation, "staged KEY"
 #   add-host-key ssh-ed25519 KEY  stage a new host key (its private half on stdin, never in the
 #                                 request) as the second HostKey file, then reload sshd
@@ -27,6 +30,10 @@ staged_key="$host_key.next"
 staged_conf_dir=${BASTION_KEYCTL_STAGED_CONF_DIR:-{{ staged_host_key_config_dir }}}
 staged_conf="$staged_conf_dir/staged-host-key.conf"
 pid_file=${BASTION_KEYCTL_PID_FILE:-{{ pid_file }}}
+# Where sshd logs (LogLevel VERBOSE names the key of every accepted login): empty means the
+# journal, else a file of bare sshd messages (`sshd -E FILE`, as the loopback stand-in logs).
+sshd_log=${BASTION_KEYCTL_SSHD_LOG:-}
+ss=${BASTION_KEYCTL_SS:-ss}
 request=${1-${SSH_ORIGINAL_COMMAND-}}
 
 die() {
@@ -109,6 +116,83 @@ name_staged_key() {
     mv -f "$staged_conf.tmp" "$staged_conf"
 }
 
+# Print "ADDRESS PORT FINGERPRINT" for every accepted login of the login user, oldest first.
+# Only whole messages count (anchored), and in the journal only those sshd itself logged (_COMM
+# is set by journald, not by the sender), so nobody can forge an entry through a user name.
+accepted_logins() {
+    if [ -n "$sshd_log" ]; then
+        cat -- "$sshd_log" 2>/dev/null || true
+    else
+        journalctl --sync 2>/dev/null || true
+        journalctl -q -o cat --no-pager _COMM=sshd _COMM=sshd-session _COMM=sshd-auth 2>/dev/null || true
+    fi | tr -d '\r' | awk -v user='{{ login_user }}' '
+        /^Accepted publickey for / && $4 == user && $5 == "from" && $7 == "port" && $9 == "ssh2:" && $11 ~ /^SHA256:/ {
+            print $6, $8, $11
+        }'
+}
+
+# Print "ADDRESS PORT PID..." for every established connection to the ports this gateway's sshd
+# (the pid in its pid file) listens on, with the sshd processes that hold it (the session's
+# monitor and its unprivileged child).
+sshd_connections() {
+    listener=$(cat "$pid_file" 2>/dev/null || true)
+    case $listener in '' | *[!0-9]*) return 0 ;; esac
+    { $ss -Htlnp 2>/dev/null | sed 's/^/L /'; $ss -Htnp state established 2>/dev/null | sed 's/^/E /'; } | awk -v listener="$listener" '
+        function port_of(ep) { sub(/.*:/, "", ep); return ep }
+        function address_of(ep) {
+            sub(/:[^:]*$/, "", ep); gsub(/[][]/, "", ep); sub(/%.*/, "", ep)
+            if (ep ~ /^::ffff:[0-9.]+$/) sub(/^::ffff:/, "", ep)
+            return ep
+        }
+        {
+            users = ""
+            for (i = 2; i <= NF; i++) if ($i ~ /^users:/) { users = $i; local = $(i - 2); peer = $(i - 1) }
+            if (users == "") next
+            pids = ""
+            rest = users
+            while (match(rest, /\("sshd(-session)?",pid=[0-9]+/)) {
+                found = substr(rest, RSTART, RLENGTH); sub(/.*pid=/, "", found)
+                pids = pids " " found
+                rest = substr(rest, RSTART + RLENGTH)
+            }
+            if (pids == "") next
+            if ($1 == "L") { if (index(users, "pid=" listener ",")) listening[port_of(local)] = 1 }
+            else if (port_of(local) in listening) print address_of(peer), port_of(peer) pids
+        }'
+}
+
+# Print "FINGERPRINT ADDRESS PORT PID..." for every open login session: each connection with
+# the key of the latest accepted login from its address and port (a reused client port is
+# matched to the login that came last).
+login_sessions() {
+    { accepted_logins | sed 's/^/A /'; sshd_connections | sed 's/^/C /'; } | awk '
+        $1 == "A" { key[$2 " " $3] = $4; next }
+        $1 == "C" && ($2 " " $3) in key {
+            line = key[$2 " " $3] " " $2 " " $3
+            for (i = 4; i <= NF; i++) line = line " " $i
+            print line
+        }'
+}
+
+# End the sessions that the key with fingerprint $1 opened; print how many were ended.
+end_sessions() {
+    ended=0
+    sessions=$(login_sessions | awk -v fp="$1" '$1 == fp')
+    while read -r fp address port pids; do
+        [ -n "$fp" ] || continue
+        ended=$((ended + 1))
+        for pid in $pids; do
+            # Only an sshd process: never a pid that something else reused meanwhile.
+            case $(cat "/proc/$pid/comm" 2>/dev/null) in
+            sshd | sshd-session) kill -TERM "$pid" 2>/dev/null || true ;;
+            esac
+        done
+    done <<EOF
+$sessions
+EOF
+    printf 'ended %s session(s) of %s\n' "$ended" "$1"
+}
+
 # One request at a time: parallel requests would read, change and replace the same files.
 exec 9>>"$keys_dir/.bastion-keyctl.lock"
 flock 9 || die 1 "cannot lock $keys_dir/.bastion-keyctl.lock"
@@ -171,6 +255,16 @@ EOF
     [ "$found" -lt "$total" ] || die 8 "refusing to remove the last login key; add its replacement first"
     printf '%s' "$kept" | replace_keys_file
     printf 'removed %s\n' "$target"
+    end_sessions "$target"
+    ;;
+sessions)
+    [ $# -eq 0 ] || die 2 "usage: sessions"
+    login_sessions | awk '{ print $1, $2, $3 }'
+    ;;
+end-sessions)
+    [ $# -eq 1 ] || die 2 "usage: end-sessions SHA256:FINGERPRINT"
+    check_fingerprint "$1"
+    end_sessions "$1"
     ;;
 list-host-keys)
     [ $# -eq 0 ] || die 2 "usage: list-host-keys"
@@ -235,6 +329,6 @@ remove-host-key)
     printf 'removed %s\n' "$1"
     ;;
 *)
-    die 2 "unknown request '${verb}'; use list, add-login, remove-login, list-host-keys, add-host-key, activate-host-key or remove-host-key"
+    die 2 "unknown request '${verb}'; use list, add-login, remove-login, sessions, end-sessions, list-host-keys, add-host-key, activate-host-key or remove-host-key"
     ;;
 esac

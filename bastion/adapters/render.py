@@ -26,7 +26,8 @@ user can write:
 * ``list`` - print the login user's authorized_keys lines;
 * ``add-login ssh-ed25519 BASE64 [COMMENT]`` - authorize another Ed25519 login key
   (idempotent; the line gets ``restrict,port-forwarding``);
-* ``remove-login SHA256:FP`` - revoke a login key; refuses (exit 8) to remove the last one;
+* ``remove-login SHA256:FP`` - revoke a login key (refuses, exit 8, to remove the last one),
+  then end its sessions; ``sessions`` and ``end-sessions SHA256:FP`` list and end them;
 * ``list-host-keys`` - print ``active KEY`` and, during a host-key rotation, ``staged KEY``;
 * ``add-host-key ssh-ed25519 BASE64`` with the private key on stdin - stage a new host key
   (second ``HostKey`` file) after checking that the halves match, then reload sshd;
@@ -36,13 +37,17 @@ user can write:
 It rewrites the root-owned file atomically (temp file in the same directory, then ``mv``).
 Rotation is therefore: add the new login key, verify it, remove the old one. A stolen daily
 login key cannot reach this channel: that user has no shell, no sessions and a forced
-``nologin``; and a stolen admin key can change login and host keys but cannot forward into the
-network. A host-key rotation stages the new key as the second ``HostKey`` file
-(``<host_key_path>.next``), activates it, proves it, then removes the old one.
+``nologin``. A stolen admin key can change login and host keys, so it can add a login key of
+its own and forward with that: ``status``/``audit`` flag such keys and ``rotate`` removes them
+(``remove-login`` also ends the sessions the key opened). A host-key rotation stages the new
+key as the second ``HostKey`` file (``<host_key_path>.next``), activates it, proves it, then
+removes the old one.
 """
 
 from __future__ import annotations
 
+import base64
+import gzip
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -293,7 +298,7 @@ def render_user_data(params: UserDataParams) -> str:
                 "0644",
             ),
             _file(f"{keys_dir}/{sshd.admin_user}", f"{admin_line.strip()}\n", "0644"),
-            _file(KEYCTL_PATH, _without_comments(render_keyctl(sshd)), "0755"),
+            _packed_file(KEYCTL_PATH, _without_comments(render_keyctl(sshd)), "0755"),
             _file(SUDOERS_PATH, f"{sshd.admin_user} ALL=(root) NOPASSWD: {KEYCTL_PATH}\n", "0440"),
         ],
         "bootcmd": list(boot_commands(params.image_family, sshd.port)),
@@ -311,6 +316,13 @@ def render_user_data(params: UserDataParams) -> str:
 
 def _file(path: str, content: str, permissions: str) -> dict[str, object]:
     return {"path": path, "owner": "root:root", "permissions": permissions, "content": content}
+
+
+def _packed_file(path: str, content: str, permissions: str) -> dict[str, object]:
+    # The keyctl script is the bulk of the user data (EC2 caps it at 16 KB): gzip, mtime 0 so
+    # the same script always renders the same bytes; cloud-init unpacks it (gz+b64).
+    packed = base64.b64encode(gzip.compress(content.encode(), mtime=0)).decode()
+    return {**_file(path, packed, permissions), "encoding": "gz+b64"}
 
 
 def _with_newline(text: str) -> str:

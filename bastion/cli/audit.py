@@ -8,7 +8,13 @@ import typer
 
 from bastion.cli.context import deps_for, guarded, settings_for
 from bastion.cli.options import JsonOpt, examples
-from bastion.cli.output import emit_json, plan_json, render_findings, render_plan
+from bastion.cli.output import (
+    emit_json,
+    login_keys_text,
+    plan_json,
+    render_findings,
+    render_plan,
+)
 
 
 def audit(
@@ -59,6 +65,7 @@ def audit(
                     "failures": len(result.failures),
                     "fix_plan": plan_json(result.plan),
                     "fixed": [f.to_dict() for f in result.fixed],
+                    "login_keys": result.login_keys,
                     "dry_run": dry_run,
                 }
             )
@@ -66,6 +73,8 @@ def audit(
             if fix or dry_run:
                 render_plan(result.plan, dry_run or not fix)
             render_findings(findings)
+            for instance_id, report in result.login_keys.items():
+                typer.echo(f"login keys of {instance_id}: {login_keys_text(report)}")
         if result.failures:
             raise AuditFailed(
                 f"{len(result.failures)} check(s) failed "

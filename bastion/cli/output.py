@@ -77,6 +77,8 @@ def render_status(data: dict[str, Any]) -> None:
     verdict = {True: "allowed", False: "NOT allowed", None: "unknown"}[data.get("caller_allowed")]
     table.add_row("your IP", f"{caller} ({verdict})")
     table.add_row("login key", str(data.get("login_key_fingerprint") or "-"))
+    if "login_keys" in data:  # `status` asks the gateway; `up`'s report does not
+        table.add_row("login keys on the gateway", login_keys_text(data["login_keys"]))
     table.add_row("host key (pinned)", str(data.get("host_key_fingerprint") or "-"))
     table.add_row("age (days)", str(instance.get("age_days", "-")))
     ages = [
@@ -100,6 +102,17 @@ def render_status(data: dict[str, Any]) -> None:
     table.add_row("incidents", incidents or "none")
     table.add_row("drift", "\n".join(data["drift"]) or "none")
     console.print(table)
+
+
+def login_keys_text(report: dict[str, Any]) -> str:
+    """Describe the gateway's authorized login keys, or why they were not read."""
+    if not report.get("checked"):
+        return f"not checked: {report.get('reason') or 'unknown reason'}"
+    lines = [
+        f"{k['fingerprint']} {'(bastion)' if k['known'] else 'UNKNOWN: not put there by bastion'}"
+        for k in report.get("keys", [])
+    ]
+    return "\n".join(lines) or "none"
 
 
 def render_rules(rules: list[dict[str, Any]], group_id: str | None) -> None:

@@ -83,12 +83,19 @@ def rotate(
                     "plan": plan_json(result.plan),
                     "dry_run": dry_run,
                     "skipped": result.skipped_reason,
+                    "removed_unknown_login_keys": result.removed_unknown,
+                    "ended_sessions": result.ended_sessions,
                 }
             )
         elif result.skipped_reason:
             typer.echo(f"Nothing to do: {result.skipped_reason}.")
         else:
             render_plan(result.plan, dry_run)
+            for fingerprint in result.removed_unknown:
+                typer.echo(f"Removed login key {fingerprint}: bastion did not put it there.")
+            for fingerprint, count in result.ended_sessions.items():
+                if count:
+                    typer.echo(f"Ended {count} open session(s) made with {fingerprint}.")
 
     guarded(run)
 

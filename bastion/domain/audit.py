@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bastion.domain.errors import NotFoundError, UsageError
+from bastion.domain.login_keys import LoginKeysReport
 from bastion.domain.model import Action, IngressRule, InstanceInfo, KeyPairInfo, SecurityGroup
 from bastion.domain.settings import DEFAULT_PORT
 from bastion.domain.tags import (
@@ -83,6 +84,8 @@ class Snapshot:
     gateways: tuple[InstanceInfo, ...]
     volumes_encrypted: Mapping[str, bool] = field(default_factory=dict)
     key_pairs: tuple[KeyPairInfo, ...] = ()
+    # Each running gateway's login keys, read over the admin channel, by instance id.
+    login_keys: Mapping[str, LoginKeysReport] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

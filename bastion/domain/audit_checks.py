@@ -207,6 +207,42 @@ def check_gateway_hosts(
     return findings
 
 
+def check_login_keys(snapshot: Snapshot, layout: Layout) -> list[Finding]:
+    """Each gateway trusts only login keys bastion put there (keys are read over the admin
+    channel where this machine holds the gateway's admin key)."""
+    findings = []
+    for instance in live_gateways(snapshot):
+        report = snapshot.login_keys.get(instance.instance_id)
+        if report is None:
+            continue
+        iid, name = instance.instance_id, instance.tags.get(TAG_NAME, "default")
+        if report.unknown:
+            findings.append(
+                Finding(
+                    "login-key-unknown",
+                    FAIL,
+                    iid,
+                    f"gateway {name!r} trusts login key(s) bastion did not put there "
+                    f"({', '.join(report.unknown)}); whoever holds its admin key can add them, "
+                    "and each opens tunnels into the network",
+                    f"run `bastion rotate --name {name}` (it removes them and ends their "
+                    f"sessions); if nobody on your team added them, `bastion burn --name {name}`",
+                )
+            )
+        elif not report.checked and report.expected:
+            findings.append(
+                Finding(
+                    "login-keys-unchecked",
+                    WARN,
+                    iid,
+                    f"gateway {name!r}'s login keys could not be read: {report.reason}",
+                    "run the audit where the gateway's sshd is reachable (`bastion up` admits "
+                    "your IP)",
+                )
+            )
+    return findings
+
+
 def _key_created(snapshot: Snapshot, instance: InstanceInfo) -> datetime | None:
     fingerprint = instance.tags.get(TAG_KEY_FINGERPRINT)
     for key in snapshot.key_pairs:
@@ -305,6 +341,7 @@ def run_checks(snapshot: Snapshot, options: AuditOptions) -> list[Finding]:
         check_db,
         check_app_web,
         lambda s, lay: check_gateway_hosts(s, lay, options.max_key_age),
+        check_login_keys,
         check_expired_allow,
         check_incidents,
         check_stale_groups,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from bastion.domain.fingerprints import fingerprint
+from bastion.domain.login_keys import known_login_keys, unknown_login_keys
 from bastion.domain.model import (
     RULE_PREFIX,
     Action,
@@ -27,7 +28,8 @@ def plan_rotate_login(
     """Plan a login-key rotation that never leaves the operator without a working key.
 
     Every step is decided from observed state, so a rerun after any crash resumes where the
-    last run stopped: add new, prove new, remove old, then EC2 and the local files.
+    last run stopped: add new, prove new, remove every key bastion did not put there, remove
+    old, then EC2 and the local files. Removing a key also ends the sessions it opened.
     """
     new: str | Ref = rotating_in or Ref("new login key")
     actions: list[Action] = []
@@ -39,11 +41,22 @@ def plan_rotate_login(
     actions.append(
         Action("verify_next_login", f"log in with {new} on a fresh connection", mutating=False)
     )
+    known = known_login_keys(
+        current, rotating_in, instance_key_tag, key_pairs=(k.fingerprint for k in key_pairs)
+    )
+    for stray in unknown_login_keys(on_gateway, known):
+        actions.append(
+            Action(
+                "gateway_remove_login",
+                f"remove login key {stray}, which bastion did not put there, and end its sessions",
+                {"fingerprint": stray, "unknown": True},
+            )
+        )
     if current != rotating_in and current in on_gateway:
         actions.append(
             Action(
                 "gateway_remove_login",
-                f"revoke the old login key {current} on the gateway",
+                f"revoke the old login key {current} on the gateway and end its sessions",
                 {"fingerprint": current},
             )
         )
@@ -55,12 +68,11 @@ def plan_rotate_login(
                 mutating=False,
             )
         )
-    for stray in on_gateway:
-        if stray not in (current, rotating_in):
-            warnings.append(
-                f"the gateway also trusts login key {stray}, which bastion did not make; "
-                "left as is (run `bastion burn` if you did not add it)"
-            )
+    if unknown_login_keys(on_gateway, known):
+        warnings.append(
+            "the gateway trusts login key(s) bastion did not put there: someone with the admin "
+            "key added them; they are removed, but if you did not add them, run `bastion burn`"
+        )
     if not any(k.fingerprint == rotating_in for k in key_pairs):
         actions.append(Action("import_next_key_pair", f"import {new} as an EC2 key pair"))
     if instance_key_tag != rotating_in:

@@ -13,6 +13,8 @@ it creates when missing). Run it from the shell with
 from __future__ import annotations
 
 import argparse
+import base64
+import gzip
 import os
 import pwd
 import re
@@ -229,6 +231,10 @@ class LocalGateway:
                         value, local = str(Path(value).parent), local.parent
                     text = text.replace(value, str(local))
                     break
+        # sshd logs to a file here (`-e`), not to a journal: keyctl reads who logged in there.
+        text = text.replace(
+            "${BASTION_KEYCTL_SSHD_LOG:-}", f"${{BASTION_KEYCTL_SSHD_LOG:-{self.log_path}}}"
+        )
         _write(script_path, text, 0o755)
         self._sudoers_path = _SUDOERS_DIR / f"bastion-local-gateway-{self.port}"
         _write(self._sudoers_path, sudoers[1].replace(script[0], str(script_path)), 0o440)
@@ -274,10 +280,21 @@ def _parse_user_data(user_data: str) -> dict[str, Any]:
 
 def _write_files(cloud_config: dict[str, Any]) -> list[tuple[str, str]]:
     return [
-        (str(entry["path"]), str(entry.get("content", "")))
+        (str(entry["path"]), _content_of(entry))
         for entry in cloud_config.get("write_files") or []
         if isinstance(entry, dict) and "path" in entry
     ]
+
+
+def _content_of(entry: dict[str, Any]) -> str:
+    """Return a write_files entry's content as cloud-init writes it (gz+b64 unpacked)."""
+    content = str(entry.get("content", ""))
+    encoding = str(entry.get("encoding", "text/plain")).lower()
+    if encoding in ("gz+b64", "gzip+b64", "gz+base64", "gzip+base64"):
+        return gzip.decompress(base64.b64decode(content)).decode()
+    if encoding in ("b64", "base64"):
+        return base64.b64decode(content).decode()
+    return content
 
 
 def _file_content(cloud_config: dict[str, Any], path: str) -> str:

@@ -9,32 +9,62 @@ the repairs.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from bastion.adapters.localstate import GatewayFiles
 from bastion.domain.apply import apply_plan
 from bastion.domain.audit import FAIL, AuditOptions, Finding, Snapshot
 from bastion.domain.audit_checks import fix_plan, run_checks
-from bastion.domain.model import Action, Plan
+from bastion.domain.login_keys import LoginKeysReport
+from bastion.domain.model import Action, InstanceInfo, KeyPairInfo, Plan
 from bastion.domain.settings import Settings
+from bastion.domain.tags import TAG_INCIDENT, TAG_NAME
 from bastion.usecases.ports import Cloud, Deps
+from bastion.usecases.shared.login_keys import read_login_keys
 
 log = logging.getLogger(__name__)
 
+LoginKeysReader = Callable[
+    [Cloud, list[InstanceInfo], list[KeyPairInfo]], dict[str, LoginKeysReport]
+]
 
-def read_snapshot(aws: Cloud, now: datetime) -> Snapshot:
-    """Read groups, gateway instances, their volumes and login keys (five paginated reads)."""
+
+def read_snapshot(aws: Cloud, now: datetime, login_keys: LoginKeysReader | None = None) -> Snapshot:
+    """Read groups, gateway instances, their volumes and login keys (five paginated reads);
+    with `login_keys`, also each gateway's authorized login keys over its admin channel."""
     groups = aws.groups.all_groups()
     gateways = aws.compute.all_gateway_instances()
     volumes = [v for i in gateways for v in i.volume_ids]
+    key_pairs = aws.key_pairs.all_login_key_pairs()
     return Snapshot(
         now=now,
         groups=tuple(groups),
         gateways=tuple(gateways),
         volumes_encrypted=aws.compute.volume_encryption(volumes),
-        key_pairs=tuple(aws.key_pairs.all_login_key_pairs()),
+        key_pairs=tuple(key_pairs),
+        login_keys=login_keys(aws, gateways, key_pairs) if login_keys else {},
     )
+
+
+def gateway_login_keys(settings: Settings, deps: Deps) -> LoginKeysReader:
+    """Return the reader of each running gateway's login keys, with this machine's keys."""
+
+    def read(
+        aws: Cloud, gateways: list[InstanceInfo], key_pairs: list[KeyPairInfo]
+    ) -> dict[str, LoginKeysReport]:
+        found: dict[str, LoginKeysReport] = {}
+        for instance in gateways:
+            if instance.state != "running" or TAG_INCIDENT in instance.tags:
+                continue
+            own = replace(settings, name=instance.tags.get(TAG_NAME, "default"))
+            files = GatewayFiles(own.gateway_dir(aws.region).expanduser(), own.name)
+            found[instance.instance_id] = read_login_keys(own, deps, files, instance, key_pairs)
+        return found
+
+    return read
 
 
 @dataclass
@@ -45,6 +75,8 @@ class AuditResult:
     plan: Plan
     applied: list[Action]
     fixed: list[Finding]
+    # Each running gateway's authorized login keys (or why not read), by instance id.
+    login_keys: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def failures(self) -> list[Finding]:
@@ -61,10 +93,13 @@ def audit(
 ) -> AuditResult:
     """Check the region's layout; with `fix`, repair what bastion owns and check again."""
     aws = deps.aws(settings)
-    findings = run_checks(read_snapshot(aws, deps.clock.now()), options)
+    login_keys = gateway_login_keys(settings, deps)
+    snapshot = read_snapshot(aws, deps.clock.now(), login_keys)
+    findings = run_checks(snapshot, options)
+    keys_seen = {iid: report.to_dict() for iid, report in snapshot.login_keys.items()}
     plan = fix_plan(findings)
     if not fix or dry_run or not plan.actions:
-        return AuditResult(findings, plan, [], [])
+        return AuditResult(findings, plan, [], [], keys_seen)
 
     def revoke(action: Action, results: dict[str, Any]) -> None:
         aws.groups.revoke(action.params["group_id"], action.params["rule_ids"], egress=False)
@@ -83,5 +118,8 @@ def audit(
     }
     outcome = apply_plan(plan, dict(handlers), deps.reporter, before_each=deps.before_each)
     fixed = [f for f in findings if f.action is not None and f.action in outcome.done]
-    after = run_checks(read_snapshot(aws, deps.clock.now()), options)
-    return AuditResult(after, plan, outcome.done, fixed)
+    # --fix never changes login keys (that is `bastion rotate`): the first reading stands.
+    after = run_checks(
+        replace(read_snapshot(aws, deps.clock.now()), login_keys=snapshot.login_keys), options
+    )
+    return AuditResult(after, plan, outcome.done, fixed, keys_seen)

@@ -28,6 +28,10 @@ class FakeProbe:
     reachable: bool = True
     host_key_override: str | None = None
     calls: list[tuple[str, int]] = field(default_factory=list)
+    # What `bastion-keyctl list` answers (None: the local login key alone).
+    login_listing: str | None = None
+    admin_channel: bool = True
+    keyctl_requests: list[str] = field(default_factory=list)
 
     def tcp_reachable(self, host: str, port: int) -> bool:
         self.calls.append((host, port))
@@ -40,6 +44,29 @@ class FakeProbe:
         if self.host_key_override and self.host_key_override != pinned:
             raise HostKeyMismatchError("host key mismatch")
         return fingerprint(pinned)
+
+    def keyctl(
+        self,
+        host: str,
+        port: int,
+        user: str,
+        key_path: str,
+        pinned: str,
+        command: str,
+        stdin: str | None = None,
+    ) -> str:
+        """Answer `list` as a gateway trusting exactly bastion's login key (or `login_listing`)."""
+        from pathlib import Path
+
+        from bastion.domain.errors import GatewayUnavailable
+
+        self.keyctl_requests.append(command)
+        if not self.admin_channel:
+            raise GatewayUnavailable("fake probe: the admin channel does not answer")
+        if self.login_listing is not None:
+            return self.login_listing
+        own = Path(key_path).with_name("login_ed25519.pub")
+        return f"restrict,port-forwarding {own.read_text().strip()}\n" if own.exists() else ""
 
 
 @dataclass

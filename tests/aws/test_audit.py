@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from bastion.adapters.keys import fingerprint
 from bastion.domain.audit import AuditOptions
 from bastion.domain.clock import FakeClock
 from bastion.usecases import allow as use
@@ -297,3 +298,32 @@ def test_the_audit_reads_the_region_in_a_few_calls(seed: Seed, counter: CallCoun
     audit(make_settings(), seed.deps, seed.options())
     assert sum(counter.calls.values()) <= 6
     assert counter.mutating == {}
+
+
+THIEF_PUBLIC = (
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGH4mF0XvH0pSxN5y3XvX6b2m8u7WqXj6Jk0e3Yz9bQx thief"
+)
+
+
+def test_a_login_key_bastion_did_not_put_there_fails_and_names_rotate(seed: Seed) -> None:
+    probe = seed.deps.probe
+    login_public = (make_settings().gateway_dir("us-east-1") / "login_ed25519.pub").read_text()
+    probe.login_listing = (  # type: ignore[attr-defined]
+        f"restrict,port-forwarding {login_public.strip()}\n"
+        f"restrict,port-forwarding {THIEF_PUBLIC}\n"
+    )
+    result = audit(make_settings(), seed.deps, seed.options())
+    (finding,) = [f for f in result.findings if f.check == "login-key-unknown"]
+    assert finding.severity == "fail" and finding.resource == seed.instance_id
+    assert fingerprint(THIEF_PUBLIC) in finding.message
+    assert "bastion rotate --name default" in finding.fix
+    keys = result.login_keys[seed.instance_id]
+    assert keys["checked"] and keys["unknown"] == [fingerprint(THIEF_PUBLIC)]
+    assert [k["known"] for k in keys["keys"]] == [True, False]
+
+
+def test_an_unreachable_admin_channel_is_a_warning_not_a_failure(seed: Seed) -> None:
+    seed.deps.probe.admin_channel = False  # type: ignore[attr-defined]
+    result = audit(make_settings(), seed.deps, seed.options())
+    assert [f.check for f in result.findings] == ["login-keys-unchecked"]
+    assert result.failures == []

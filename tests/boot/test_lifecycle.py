@@ -9,9 +9,11 @@ burns the gateway and reaches the relaunched system.
 from __future__ import annotations
 
 import json
+import select
 import shutil
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -162,6 +164,74 @@ def test_status_shows_no_drift(world: BootWorld) -> None:
     status = world.status()
     assert status["drift"] == []
     assert status["caller_allowed"] is True
+
+
+@contextmanager
+def open_forward(world: BootWorld, key: Path) -> Iterator[subprocess.Popen[str]]:
+    """Hold a `-W` forward (what ProxyJump opens) through the gateway open with `key`."""
+    gateway = world.ready()
+    process = subprocess.Popen(
+        [*world.ssh_base(key=key), "-W", f"127.0.0.1:{gateway.guest_port}", "bastion@127.0.0.1"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        ready, _, _ = select.select([process.stdout], [], [], 30)
+        assert ready and process.stdout.readline().startswith("SSH-2.0-"), "no forward opened"
+        yield process
+    finally:
+        process.kill()
+        process.wait()
+
+
+def closed_within(process: subprocess.Popen[str], seconds: float) -> bool:
+    try:
+        process.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        return False
+    return True
+
+
+def test_a_thiefs_login_key_is_flagged_then_removed_by_rotate_and_its_open_forward_cut(
+    world: BootWorld,
+) -> None:
+    from bastion.adapters.keys import generate_key, save_key
+
+    world.ready()
+    thief = generate_key("thief")
+    thief_path = world.tmp / "thief_ed25519"
+    save_key(thief_path, thief)
+    admin = world.folder / "admin_ed25519"
+    body = " ".join(thief.public_line.split()[:2])
+    added = world.ssh(command=f"add-login {body} thief", key=admin, user="bastion-admin")
+    assert added.returncode == 0, added.stderr
+    keys = world.status()["login_keys"]
+    assert keys["checked"] is True and keys["unknown"] == [thief.fingerprint], keys
+    audited = world.bastion("audit", "--json")
+    assert audited.returncode == 9, audited.stderr
+    assert "login-key-unknown" in {f["id"] for f in json.loads(audited.stdout)["findings"]}
+
+    with open_forward(world, thief_path) as thiefs:
+        # On Debian 13 the journal holds the accepted key, logged by the per-connection
+        # sshd-session (OpenSSH 10): what keyctl reads to find the connection.
+        journal = world.gateway().run(
+            "journalctl -q -o cat _COMM=sshd-session | grep 'Accepted publickey for bastion '"
+        )
+        assert thief.fingerprint in journal.stdout, journal.stdout[-2000:]
+        rotated = world.bastion("rotate", "--json")
+        assert rotated.returncode == 0, rotated.stderr
+        result = json.loads(rotated.stdout)
+        assert result["removed_unknown_login_keys"] == [thief.fingerprint]
+        assert result["ended_sessions"][thief.fingerprint] == 1
+        assert closed_within(thiefs, 10), "the thief's open forward survived the rotation"
+    stale = world.forward_banner(key=thief_path)
+    assert "Permission denied" in stale, stale
+    assert world.forward_banner().startswith("SSH-2.0-")  # the operator's new key works
+    after = world.status()
+    assert after["login_keys"]["unknown"] == [] and after["drift"] == []
 
 
 def test_rotate_replaces_the_login_key_and_the_booted_sshd_refuses_the_old_one(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import gzip
 from dataclasses import replace
 from typing import Any
 
@@ -243,8 +245,13 @@ def test_user_data_writes_config_keys_and_keyctl() -> None:
         'restrict,command="sudo -n /usr/local/sbin/bastion-keyctl \\"$SSH_ORIGINAL_COMMAND\\"" '
         f"{ADMIN_PUBLIC}\n"
     )
-    assert files["/usr/local/sbin/bastion-keyctl"]["permissions"] == "0755"
-    assert files["/usr/local/sbin/bastion-keyctl"]["content"].startswith("#!/bin/sh\n")
+    keyctl = files["/usr/local/sbin/bastion-keyctl"]
+    assert keyctl["permissions"] == "0755"
+    assert keyctl["encoding"] == "gz+b64"  # the bulk of the user data, packed (16 KB cap)
+    script = gzip.decompress(base64.b64decode(keyctl["content"])).decode()
+    assert script.startswith("#!/bin/sh\n")
+    keyctl_params = sshd_for_image(params.sshd, params.image_family)
+    assert script == render._without_comments(render.render_keyctl(keyctl_params))
     assert files["/etc/sudoers.d/bastion-keyctl"] == {
         "path": "/etc/sudoers.d/bastion-keyctl",
         "owner": "root:root",

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from bastion.adapters import keys
 from bastion.domain.errors import ConflictError, HostKeyMismatchError, NotFoundError
+from bastion.domain.login_keys import parse_authorized_keys
 from bastion.domain.model import Action, InstanceInfo, ObservedGateway, Plan
 from bastion.usecases.ports import Deps
 from bastion.usecases.shared.context import Context, endpoint_for
@@ -22,18 +22,14 @@ class RotateResult:
     plan: Plan
     applied: list[Action]
     skipped_reason: str | None = None
+    # Login keys bastion did not put there, removed by this rotation; sessions ended per key.
+    removed_unknown: list[str] = field(default_factory=list)
+    ended_sessions: dict[str, int] = field(default_factory=dict)
 
 
 def parse_authorized_fingerprints(listing: str) -> list[str]:
     """Return the fingerprints of the keys in `bastion-keyctl list` output."""
-    found = []
-    for line in listing.splitlines():
-        fields = line.split()
-        for index, word in enumerate(fields[:-1]):
-            if word.startswith(("ssh-", "sk-ssh-")):
-                found.append(keys.fingerprint(f"{word} {fields[index + 1]}"))
-                break
-    return found
+    return [key.fingerprint for key in parse_authorized_keys(listing)]
 
 
 def parse_host_keys(listing: str) -> dict[str, str]:

@@ -8,6 +8,7 @@ from typing import Any
 from bastion.adapters import keys
 from bastion.domain.apply import apply_plan
 from bastion.domain.errors import ConflictError, SshError
+from bastion.domain.login_keys import ended_sessions, known_login_keys, unknown_login_keys
 from bastion.domain.model import Action, Plan
 from bastion.domain.rotate_plan import plan_rotate_login
 from bastion.domain.settings import Settings
@@ -38,21 +39,30 @@ def rotate_login(
     current = files.read().login_fingerprint
     assert current is not None
     rotating_in = files.next_login_fingerprint()
-    if if_older_than is not None and rotating_in is None:
+    on_gateway = parse_authorized_fingerprints(gateway.keyctl("list"))
+    key_pairs = [observed.key_pair, *observed.other_key_pairs] if observed.key_pair else []
+    tagged = gateway.instance.tags.get(TAG_KEY_FINGERPRINT)
+    known = known_login_keys(
+        current, rotating_in, tagged, key_pairs=(k.fingerprint for k in key_pairs)
+    )
+    # A login key bastion did not put there makes the rotation due, whatever the key's age.
+    if (
+        if_older_than is not None
+        and rotating_in is None
+        and not unknown_login_keys(on_gateway, known)
+    ):
         created = observed.key_pair.created_at if observed.key_pair else None
         age = deps.clock.now() - created if created else None
         if age is not None and age < if_older_than:
             plan = Plan("rotate", settings.name, ())
             return RotateResult(plan, [], f"login key is {age.days} days old; not due yet")
-    on_gateway = parse_authorized_fingerprints(gateway.keyctl("list"))
-    key_pairs = [observed.key_pair, *observed.other_key_pairs] if observed.key_pair else []
     plan = plan_rotate_login(
         settings.name,
         current,
         rotating_in,
         on_gateway,
         key_pairs,
-        gateway.instance.tags.get(TAG_KEY_FINGERPRINT),
+        tagged,
     )
     for warning in plan.warnings:
         deps.reporter.warn(warning)
@@ -62,7 +72,12 @@ def rotate_login(
     outcome = apply_plan(
         plan, handlers.table(), deps.reporter, journal_for(files), before_each=deps.before_each
     )
-    return RotateResult(plan, outcome.done)
+    return RotateResult(
+        plan,
+        outcome.done,
+        removed_unknown=list(outcome.results.get("removed unknown keys", [])),
+        ended_sessions=dict(outcome.results.get("ended sessions", {})),
+    )
 
 
 class LoginRotation:
@@ -123,8 +138,20 @@ class LoginRotation:
             ) from exc
 
     def remove_old(self, action: Action, results: dict[str, Any]) -> None:
-        """Revoke the old key on the gateway, now that the new one is proven."""
-        self.gateway.keyctl(f"remove-login {action.params['fingerprint']}")
+        """Revoke a key on the gateway (the old one, or one bastion did not put there), now
+        that the new one is proven; keyctl also ends the sessions that key opened."""
+        fingerprint = action.params["fingerprint"]
+        if fingerprint == self._next().fingerprint:  # never the key just proven
+            return
+        output = self.gateway.keyctl(f"remove-login {fingerprint}")
+        ended = ended_sessions(output).get(fingerprint, 0)
+        results.setdefault("ended sessions", {})[fingerprint] = ended
+        if action.params.get("unknown"):
+            results.setdefault("removed unknown keys", []).append(fingerprint)
+            self.gateway.deps.reporter.warn(
+                f"removed login key {fingerprint}, which bastion did not put there "
+                f"(ended {ended} open session(s) made with it)"
+            )
 
     def verify_old_refused(self, action: Action, results: dict[str, Any]) -> None:
         """Check that the old key no longer opens the gateway."""

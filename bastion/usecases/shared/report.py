@@ -12,6 +12,7 @@ from bastion.adapters.incidents import past_incidents
 from bastion.domain.allowlist import is_expired, rule_view
 from bastion.domain.cidr import normalize_cidr
 from bastion.domain.errors import CallerIpError
+from bastion.domain.model import ObservedGateway
 from bastion.domain.settings import Settings
 from bastion.domain.tags import (
     TAG_ADMIN_KEY_CREATED_AT,
@@ -29,10 +30,11 @@ def gateway_report(
     deps: Deps,
     ctx: Context | None = None,
     cidr_hint: tuple[str, ...] | None = None,
+    observed: ObservedGateway | None = None,
 ) -> dict[str, Any]:
     """Describe the gateway and its drift from what bastion expects."""
     ctx = ctx or open_context(settings, deps)
-    observed = observe_with_app_group(ctx.aws, settings.name, settings.app_sg)
+    observed = observed or observe_with_app_group(ctx.aws, settings.name, settings.app_sg)
     local = ctx.files.read()
     now = deps.clock.now()
     drift: list[str] = []
