@@ -136,6 +136,7 @@ def gateway_user_data(
             host_public_key=keys.host.public,
             login_public_key=keys.login.public,
             admin_public_key=keys.admin.public,
+            vpc_cidrs=("127.0.0.0/8",),  # the stand-in's app hosts live on loopback addresses
         )
     )
 
