@@ -406,7 +406,8 @@ class BootedGateway:
     `port` (on 127.0.0.1) is forwarded to the guest's sshd port once sshd listens there, so
     that, as on EC2, nothing answers while the instance boots. `host_ports` are the other
     way round: each host 127.0.0.1 port is reachable from inside the guest on its own
-    127.0.0.1 (a stand-in app host for ProxyJump, say).
+    127.0.0.1, for root (the login user's egress rule refuses the loopback: app hosts for
+    ProxyJump belong in `app_network`, the VPC stand-in).
     """
 
     user_data: str = field(repr=False)  # it holds the host's private key
@@ -1394,7 +1395,8 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         default=[],
         metavar="PORT",
-        help="make this machine's 127.0.0.1:PORT reachable from the guest's own 127.0.0.1:PORT",
+        help="make this machine's 127.0.0.1:PORT reachable from the guest's own 127.0.0.1:PORT"
+        " (for root: the login user may not forward to the loopback; see --vpc-netns)",
     )
     serve.add_argument("--console-dir", type=Path, help="keep each guest's console log here")
     serve.add_argument(
