@@ -10,7 +10,8 @@ user can write:
     Key options ``restrict,port-forwarding``; ``Match User`` gives it ``AllowTcpForwarding local``
     (the least that lets ``ssh -J``/``ssh -W`` work), ``MaxSessions 0``, ``PermitTTY no`` and
     ``ForceCommand /usr/sbin/nologin``; its shell is ``/usr/sbin/nologin``. It can open
-    direct-tcpip channels (optionally only to ``PermitOpen`` targets) and nothing else.
+    direct-tcpip channels to port 22 (``PermitOpen *:22``, or the app hosts) and nothing else;
+    an owner rule on its uid (``adapters/egress.py``) keeps them to tcp/22 inside the VPC.
 
 ``bastion-admin`` (the key-management channel, used by ``bastion rotate``)
     Key options ``restrict,command="..."`` and ``Match User`` ``ForceCommand``
@@ -58,6 +59,7 @@ from pathlib import Path
 
 import jinja2
 
+from bastion.adapters.egress import LOGIN_UID, login_egress_commands
 from bastion.domain.errors import UsageError
 
 SSHD_CONFIG_PATH = "/etc/ssh/sshd_config"
@@ -74,6 +76,8 @@ USER_DATA_LIMIT = 16 * 1024  # EC2 rejects larger user data (before base64).
 STAGED_HOST_KEY_CONFIG_DIR = "/etc/ssh/bastion/sshd_config.d"
 # The gateway users' home: root-owned and empty, so sshd can chdir there and nobody writes.
 GATEWAY_HOME = "/var/lib/bastion"
+# The login user forwards to SSH only, on any host: the egress rule says which hosts.
+APP_SSH_ONLY = ("*:22",)
 
 _USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 _ED25519_PUBLIC_RE = re.compile(r"^ssh-ed25519 [A-Za-z0-9+/]+={0,2}( [\x20-\x7e]*)?$")
@@ -93,7 +97,7 @@ class SshdParams:
     host_key_path: str = "/etc/ssh/ssh_host_ed25519_key"
     authorized_keys_dir: str = "/etc/ssh/bastion/authorized_keys"
     post_quantum_kex: bool = False
-    permit_open: tuple[str, ...] = ()
+    permit_open: tuple[str, ...] = APP_SSH_ONLY
     pid_file: str = "/run/sshd.pid"
     # OpenSSH >= 9.8 / >= 8.5 options; sshd_for_image() turns them on where the image has them.
     per_source_penalties: bool = False
@@ -111,6 +115,8 @@ class UserDataParams:
     host_public_key: str
     login_public_key: str
     admin_public_key: str
+    # The VPC's CIDRs (IPv4 and any IPv6): where the login user's forwards may go on tcp/22.
+    vpc_cidrs: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -122,10 +128,14 @@ class ImageNeeds:
     openssh: tuple[int, int]
     socket_activated: bool = False
     selinux: bool = False
+    # How bootcmd gets iptables where the image lacks it (the login user's egress rule).
+    iptables_install: str = ""
 
 
+_DNF_IPTABLES = "dnf -q -y install iptables-nft"
 _IMAGE_NEEDS: Mapping[str, ImageNeeds] = {
-    "al2023": ImageNeeds(ssh_service="sshd", openssh=(8, 7), selinux=True),
+    # AL2023 ships no iptables (nor nft); dnf fetches iptables-nft over root's 443 egress.
+    "al2023": ImageNeeds("sshd", (8, 7), selinux=True, iptables_install=_DNF_IPTABLES),
     # Socket activation is systemd's first-boot default on Debian's generic images
     # (machine-id "uninitialized"); the official EC2 image boots with ssh.service.
     "debian13": ImageNeeds(ssh_service="ssh", openssh=(10, 0), socket_activated=True),
@@ -155,10 +165,11 @@ def sshd_for_image(params: SshdParams, image_family: str) -> SshdParams:
     )
 
 
-def boot_commands(image_family: str, port: int) -> tuple[str, ...]:
+def boot_commands(image_family: str, port: int, vpc_cidrs: Sequence[str]) -> tuple[str, ...]:
     """Return the shell commands cloud-init runs early, before sshd starts (bootcmd)."""
     needs = image_needs(image_family)
     commands = [f"install -d -m 0755 -o root -g root {GATEWAY_HOME}"]
+    commands += login_egress_commands(vpc_cidrs, install=needs.iptables_install)
     if needs.selinux:
         # Permissive by default on AL2023, but an enforcing image would refuse the port.
         commands.append(
@@ -273,6 +284,8 @@ def render_user_data(params: UserDataParams) -> str:
                 "no_create_home": True,
                 "homedir": GATEWAY_HOME,
                 "shell": NOLOGIN_SHELL,
+                # Fixed, because bootcmd's egress rule names it before this user exists.
+                "uid": LOGIN_UID,
                 # "*" matches no password yet is not "locked" ("!"), which sshd without PAM
                 # would refuse; passwords are off in sshd anyway.
                 "lock_passwd": False,
@@ -301,7 +314,7 @@ def render_user_data(params: UserDataParams) -> str:
             _packed_file(KEYCTL_PATH, _without_comments(render_keyctl(sshd)), "0755"),
             _file(SUDOERS_PATH, f"{sshd.admin_user} ALL=(root) NOPASSWD: {KEYCTL_PATH}\n", "0440"),
         ],
-        "bootcmd": list(boot_commands(params.image_family, sshd.port)),
+        "bootcmd": list(boot_commands(params.image_family, sshd.port, params.vpc_cidrs)),
         # sshd -t guards every start, so a bad config never takes the running sshd down.
         "runcmd": list(port_commands(params.image_family, sshd.port)),
     }
@@ -415,6 +428,8 @@ def _validate_sshd(params: SshdParams) -> None:
     ):
         if not _PATH_RE.match(path) or "/../" in f"{path}/":
             raise UsageError(f"{what} {path!r} must be an absolute path of A-Z a-z 0-9 . _ - /")
+    if not params.permit_open:
+        raise UsageError("the login user's forwarding needs PermitOpen targets (default *:22)")
     for target in params.permit_open:
         match = _PERMIT_OPEN_RE.match(target)
         if not match or (match.group(2) != "*" and not 1 <= int(match.group(2)) <= 65535):

@@ -23,6 +23,8 @@ class Subnet:
     subnet_id: str
     vpc_id: str
     vpc_cidr: str
+    # Every CIDR associated with the VPC (IPv4 and IPv6), the primary one first.
+    vpc_cidrs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,12 @@ class Network:
     subnet_id: str
     vpc_id: str
     vpc_cidr: str
+    vpc_cidrs: tuple[str, ...] = ()
+
+    @property
+    def app_cidrs(self) -> tuple[str, ...]:
+        """Return every CIDR of the VPC (where the login user may forward to tcp/22)."""
+        return self.vpc_cidrs or (self.vpc_cidr,)
 
 
 def desired_egress(

@@ -1,18 +1,23 @@
-"""Stand in for an app instance behind the gateway: a plain sshd on loopback with one user.
+"""Stand in for an app instance behind the gateway: a plain sshd on port 22 with one user.
 
 Unlike the gateway stand-in, this is an ordinary SSH server: a normal user with a shell, one
 authorized key, its own Ed25519 host key. It exists so that tests and `scripts/demo` can run a
-command on an "app host" through the gateway with ProxyJump. It needs root (sshd switches to
-the user, which it creates when missing). From the shell:
-`python -m bastion.testing.app_host --port N --user app --authorized-key KEY.pub`.
+command on an "app host" through the gateway with ProxyJump. The gateway lets its login user
+forward to port 22 only, so an app host listens on 22 of an address of its own: a loopback
+address 127.0.0.N of this machine (`free_loopback_address`), or an address of the VPC stand-in
+(`app_network.AppNetwork`) inside its network namespace (`netns`). It needs root (sshd
+switches to the user, which it creates when missing). From the shell:
+`python -m bastion.testing.app_host [--host ADDR] [--netns NAME] --user app --authorized-key K.pub`.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import random
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -28,22 +33,42 @@ from bastion.testing.local_gateway import (
     LocalGatewayError,
     _ensure_user,
     _write,
-    free_port,
     sshd_binary,
 )
 
 APP_USER = "bastion-app"
 
 
+def free_loopback_address() -> str:
+    """Return a loopback address 127.0.0.N (N >= 2) whose port 22 is free right now."""
+    for n in random.sample(range(2, 255), 253):
+        address = f"127.0.0.{n}"
+        with socket.socket() as probe:
+            try:
+                probe.bind((address, 22))
+            except OSError:
+                continue
+            return address
+    raise LocalGatewayError("no loopback address 127.0.0.N has a free port 22")
+
+
 class LocalAppHost:
-    """A real sshd on 127.0.0.1 admitting `user` (shell /bin/sh) with one public key."""
+    """A real sshd on HOST:22 admitting `user` (shell /bin/sh) with one public key."""
 
-    host = LOOPBACK
-
-    def __init__(self, authorized_key: str, user: str = APP_USER, port: int | None = None) -> None:
+    def __init__(
+        self,
+        authorized_key: str,
+        user: str = APP_USER,
+        port: int = 22,
+        host: str | None = None,
+        netns: str | None = None,
+    ) -> None:
         self.authorized_key = authorized_key.strip()
         self.user = user
-        self.port = port if port is not None else free_port()
+        self.port = port
+        # In another network namespace the address is the caller's; here a free loopback one.
+        self.host = host or (LOOPBACK if netns else free_loopback_address())
+        self.netns = netns
         DEFAULT_PARENT.mkdir(mode=0o755, parents=True, exist_ok=True)
         # Under /run, not /tmp: sshd's StrictModes refuses world-writable parents.
         self.workdir = Path(tempfile.mkdtemp(prefix="app-", dir=DEFAULT_PARENT))
@@ -77,7 +102,7 @@ class LocalAppHost:
             "\n".join(
                 [
                     f"Port {self.port}",
-                    f"ListenAddress {LOOPBACK}",
+                    f"ListenAddress {self.host}",
                     f"HostKey {self.host_key_path}",
                     f"PidFile {self.workdir / 'sshd.pid'}",
                     f"AuthorizedKeysFile {keys_dir}/%u",
@@ -94,6 +119,8 @@ class LocalAppHost:
             0o600,
         )
         command = [binary, "-f", str(config)]
+        if self.netns:
+            command = ["ip", "netns", "exec", self.netns, *command]
         check = subprocess.run([*command, "-t"], capture_output=True, text=True, check=False)
         if check.returncode != 0:
             raise LocalGatewayError(f"sshd -t rejects the app host config: {check.stderr.strip()}")
@@ -105,8 +132,9 @@ class LocalAppHost:
         return self
 
     def known_hosts_line(self) -> str:
-        """Return the known_hosts line for this host as ssh looks it up (`[127.0.0.1]:PORT`)."""
-        return f"[{self.host}]:{self.port} {self.host_public_key}\n"
+        """Return the known_hosts line for this host as ssh looks it up (ADDR, or `[ADDR]:PORT`)."""
+        name = self.host if self.port == 22 else f"[{self.host}]:{self.port}"
+        return f"{name} {self.host_public_key}\n"
 
     def log_text(self) -> str:
         """Return what sshd has logged so far."""
@@ -139,27 +167,41 @@ class LocalAppHost:
         self.stop()
 
     def _wait_until_listening(self) -> None:
-        import socket
-
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if self._process is not None and self._process.poll() is not None:
                 tail = " | ".join(self.log_text().strip().splitlines()[-5:])
                 self.stop()
                 raise LocalGatewayError(f"app host sshd exited at start: {tail}")
-            try:
-                with socket.create_connection((self.host, self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.05)
+            if self._listening():
+                return
+            time.sleep(0.05)
         self.stop()
         raise LocalGatewayError(f"app host sshd did not listen on {self.host}:{self.port}")
+
+    def _listening(self) -> bool:
+        if self.netns is None:
+            try:
+                with socket.create_connection((self.host, self.port), timeout=0.2):
+                    return True
+            except OSError:
+                return False
+        # Not connecting from here: the address is only routable inside the namespace.
+        found = subprocess.run(
+            ["ip", "netns", "exec", self.netns, "ss", "-Hltn", f"sport = :{self.port}"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout
+        return any(word.endswith(f":{self.port}") for word in found.split())
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run an app host stand-in in the foreground until SIGTERM or Ctrl-C."""
     parser = argparse.ArgumentParser(prog="python -m bastion.testing.app_host")
-    parser.add_argument("--port", type=int, required=True, help="port on 127.0.0.1")
+    parser.add_argument("--port", type=int, default=22, help="port (default 22)")
+    parser.add_argument("--host", help="address (default: a free 127.0.0.N)")
+    parser.add_argument("--netns", help="network namespace to listen in (ip netns name)")
     parser.add_argument("--user", default=APP_USER, help="login user (created if missing)")
     parser.add_argument("--authorized-key", type=Path, required=True, help="public key file")
     parser.add_argument("--known-hosts", type=Path, help="write its known_hosts line here")
@@ -170,7 +212,9 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_term)
     try:
-        host = LocalAppHost(args.authorized_key.read_text(), args.user, args.port).start()
+        host = LocalAppHost(
+            args.authorized_key.read_text(), args.user, args.port, args.host, args.netns
+        ).start()
     except (OSError, LocalGatewayError, subprocess.CalledProcessError) as exc:
         print(f"app host: {exc}", file=sys.stderr)
         return 1

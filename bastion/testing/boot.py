@@ -50,6 +50,7 @@ from types import FrameType, TracebackType
 from typing import IO, Any, Literal, cast
 
 from bastion.domain.errors import BastionError
+from bastion.testing.app_network import AppNetwork
 
 SUITE = "trixie"
 # The package lists of Debian's official EC2 image: the FAI classes of debian-cloud-images'
@@ -405,7 +406,8 @@ class BootedGateway:
     `port` (on 127.0.0.1) is forwarded to the guest's sshd port once sshd listens there, so
     that, as on EC2, nothing answers while the instance boots. `host_ports` are the other
     way round: each host 127.0.0.1 port is reachable from inside the guest on its own
-    127.0.0.1 (a stand-in app host for ProxyJump, say).
+    127.0.0.1, for root (the login user's egress rule refuses the loopback: app hosts for
+    ProxyJump belong in `app_network`, the VPC stand-in).
     """
 
     user_data: str = field(repr=False)  # it holds the host's private key
@@ -419,6 +421,10 @@ class BootedGateway:
     image: Path | None = None
     console_path: Path | None = None
     boot_timeout: float = BOOT_TIMEOUT
+    # The VPC stand-in this system is wired into (`ens5` with `private_ip`) once sshd listens:
+    # late, so that cloud-init's network detection at boot sees no interface to configure.
+    app_network: AppNetwork | None = None
+    private_ip: str = "172.31.0.10"
 
     def __post_init__(self) -> None:
         if self.machine_id not in MACHINE_IDS:
@@ -715,6 +721,9 @@ class BootedGateway:
             "--register=no",
             "--keep-unit",
             f"--network-namespace-path={self.netns_path}",
+            # root on an instance may change its own firewall (bootcmd's egress rule); nspawn
+            # keeps CAP_NET_ADMIN only for --private-network, which a given namespace is not.
+            "--capability=CAP_NET_ADMIN",
             # A pty whose output is forwarded: the guest's /dev/console, as EC2's serial console.
             "--console=read-only",
             "--link-journal=no",
@@ -764,12 +773,14 @@ class BootedGateway:
             return
         inner = f"nsenter --net={self.netns_path} socat STDIO TCP\\:127.0.0.1\\:{self.guest_port}"
         try:
+            if self.app_network is not None:
+                self.app_network.attach(self.netns_path, self.private_ip)
             self._start_socat(
                 [f"TCP-LISTEN:{self.port},bind=127.0.0.1,reuseaddr,fork", f"EXEC:{inner}"],
                 "ssh",
                 netns=None,
             )
-        except BootError as exc:
+        except Exception as exc:
             self.forward_error = str(exc)
 
     def _expose_host_port(self, host_port: int) -> None:
@@ -921,6 +932,7 @@ class GatewayInstance:
     user_data: str
     hostname: str
     public_keys: Mapping[str, str]
+    private_ip: str = "172.31.0.10"
 
 
 def running_gateway_id(ec2: Any, name: str) -> str | None:
@@ -962,7 +974,7 @@ def running_gateway(ec2: Any, name: str) -> GatewayInstance | None:
     private_ip = str(instance.get("PrivateIpAddress") or "10.0.0.10")
     hostname = str(instance.get("PrivateDnsName") or "").split(".")[0]
     return GatewayInstance(
-        instance_id, user_data, hostname or f"ip-{private_ip.replace('.', '-')}", keys
+        instance_id, user_data, hostname or f"ip-{private_ip.replace('.', '-')}", keys, private_ip
     )
 
 
@@ -994,8 +1006,10 @@ class GatewayWatcher:
         console_dir: Path | None = None,
         log: Callable[[str], None] | None = None,
         boot_timeout: float = BOOT_TIMEOUT,
+        app_network: AppNetwork | None = None,
     ) -> None:
         self.ec2 = ec2
+        self.app_network = app_network
         self.name = name
         self.port = port
         self.machine_id = machine_id
@@ -1046,6 +1060,8 @@ class GatewayWatcher:
             image=self.image,
             console_path=console,
             boot_timeout=self.boot_timeout,
+            app_network=self.app_network,
+            private_ip=found.private_ip,
         )
         try:
             gateway.start()
@@ -1379,9 +1395,16 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         default=[],
         metavar="PORT",
-        help="make this machine's 127.0.0.1:PORT reachable from the guest's own 127.0.0.1:PORT",
+        help="make this machine's 127.0.0.1:PORT reachable from the guest's own 127.0.0.1:PORT"
+        " (for root: the login user may not forward to the loopback; see --vpc-netns)",
     )
     serve.add_argument("--console-dir", type=Path, help="keep each guest's console log here")
+    serve.add_argument(
+        "--vpc-netns",
+        metavar="NAME",
+        help="wire each guest into a VPC stand-in: a network namespace NAME with the default"
+        " VPC's CIDR (app hosts listen there: app_network add-host, app_host --netns)",
+    )
     moto = commands.add_parser("moto-server", help="moto_server with Debian 13's AMI parameter")
     moto.add_argument("-H", "--host", default="127.0.0.1")
     moto.add_argument("-p", "--port", type=int, required=True)
@@ -1419,18 +1442,28 @@ def _serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     cleanup_stale()
-    watcher = GatewayWatcher(
-        boto3.client("ec2"),
-        args.name,
-        args.port,
-        machine_id=args.machine_id,
-        host_ports=args.expose_host_port,
-        console_dir=args.console_dir,
-    )
+    ec2 = boto3.client("ec2")
+    network: AppNetwork | None = None
+    if args.vpc_netns:
+        vpcs = ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"]
+        network = AppNetwork(str(vpcs[0]["CidrBlock"]), name=args.vpc_netns).start()
     try:
-        watcher.run(stop)
+        watcher = GatewayWatcher(
+            ec2,
+            args.name,
+            args.port,
+            machine_id=args.machine_id,
+            host_ports=args.expose_host_port,
+            console_dir=args.console_dir,
+            app_network=network,
+        )
+        try:
+            watcher.run(stop)
+        finally:
+            watcher.close()
     finally:
-        watcher.close()
+        if network is not None:
+            network.stop()
     return 0
 
 

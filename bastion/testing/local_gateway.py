@@ -5,8 +5,11 @@ The stand-in does what cloud-init would do on the instance, minus the package ma
 data, writes the files into a private directory, rewrites only the filesystem paths in the config
 (HostKey, AuthorizedKeysFile, PidFile, Include; with `install_keyctl`, the key-management command
 too), drops what this machine's older sshd cannot parse (newer key exchanges, PerSourcePenalties)
-and starts `sshd -D` on 127.0.0.1. It needs root (sshd switches to the gateway's system users, which
-it creates when missing). Run it from the shell with
+and starts `sshd -D` on 127.0.0.1. It runs no bootcmd: the login user's egress rule (an owner
+match on the gateway's firewall) would confine this machine's own user, so only `PermitOpen *:22`
+confines its forwards here, and app hosts stand in on port 22 of 127.0.0.N (`app_host`); the boot
+tier (`boot.py`) applies and tests the rule. It needs root (sshd switches to the gateway's system
+users, which it creates when missing). Run it from the shell with
 `python -m bastion.testing.local_gateway --user-data FILE --port N`.
 """
 

@@ -21,6 +21,7 @@ from typing import Any
 import boto3
 import pytest
 
+from bastion.testing.app_network import AppNetwork
 from bastion.testing.boot import (
     DEBIAN_AMI_ID,
     BootedGateway,
@@ -55,7 +56,8 @@ class BootWorld:
         self.machine_id = machine_id
         self.moto_port = free_port()
         self.sshd_port = free_port()
-        self.app_port = free_port()
+        self.app_ip = ""  # app-1's private IP in moto: the app host listens there on port 22
+        self.app_network: AppNetwork | None = None
         self.home = tmp / "bastion-home"
         self.user_home = tmp / "home"
         (self.user_home / ".ssh").mkdir(parents=True, mode=0o700)
@@ -109,16 +111,17 @@ class BootWorld:
         )
         log.close()
         _wait_for_port(self.moto_port)
-        self._seed_app_group()
+        vpc_cidr = self._seed_app_group()
+        self.app_network = AppNetwork(vpc_cidr).start()
         self._start_app_host()
         self.watcher = GatewayWatcher(
             self.ec2(),
             "default",
             self.sshd_port,
             machine_id=self.machine_id,
-            host_ports=(self.app_port,),
             console_dir=self.tmp / "consoles",
             log=lambda line: print(line, file=sys.stderr, flush=True),
+            app_network=self.app_network,
         )
         self._thread = threading.Thread(target=self.watcher.run, args=(self._stop,), daemon=True)
         self._thread.start()
@@ -131,6 +134,8 @@ class BootWorld:
             self._thread.join(timeout=60)
         if self._app is not None:
             self._app.stop()
+        if self.app_network is not None:
+            self.app_network.stop()
         if self._moto is not None:
             self._moto.terminate()
             self._moto.wait(timeout=20)
@@ -224,8 +229,9 @@ class BootWorld:
         key: Path | None = None,
         known_hosts: Path | None = None,
         gateway: BootedGateway | None = None,
+        target: str | None = None,
     ) -> str:
-        """Return what the guest's own sshd says through a `-W` forward (as ProxyJump opens).
+        """Return what `target` (default: the app host's sshd) says through a `-W` forward.
 
         The first line of the forwarded stream (`SSH-2.0-...`) when the forward worked, else
         what ssh printed on stderr.
@@ -236,7 +242,7 @@ class BootWorld:
             [
                 *self.ssh_base(key=key, known_hosts=known_hosts, port=port),
                 "-W",
-                f"127.0.0.1:{gateway.guest_port}",
+                target or f"{self.app_ip}:22",
                 "bastion@127.0.0.1",
             ],
             input="",
@@ -247,6 +253,11 @@ class BootWorld:
             check=False,
         )
         return result.stdout.splitlines()[0] if result.stdout else result.stderr.strip()
+
+    def spare_ip(self) -> str:
+        """Return an address of the VPC that neither app-1 nor a gateway instance uses."""
+        assert self.app_network is not None
+        return str(self.app_network.network[-10])
 
     def user_data(self) -> str:
         """Return the user data of the running gateway instance, as moto holds it."""
@@ -264,11 +275,19 @@ class BootWorld:
         assert result.returncode == 0, result.stderr
         return dict(json.loads(result.stdout))
 
-    def _seed_app_group(self) -> None:
+    def _seed_app_group(self) -> str:
+        """Make the app group and app-1; return the VPC's CIDR."""
         ec2 = self.ec2()
         vpc = ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"][0]
         group = ec2.create_security_group(GroupName="app", Description="app", VpcId=vpc["VpcId"])
-        ec2.run_instances(
+        subnets = ec2.describe_subnets(
+            Filters=[
+                {"Name": "vpc-id", "Values": [vpc["VpcId"]]},
+                {"Name": "default-for-az", "Values": ["true"]},
+            ]
+        )["Subnets"]
+        app = ec2.run_instances(
+            SubnetId=sorted(subnets, key=lambda s: s["AvailabilityZone"])[0]["SubnetId"],
             ImageId=DEBIAN_AMI_ID,
             MinCount=1,
             MaxCount=1,
@@ -276,7 +295,9 @@ class BootWorld:
             TagSpecifications=[
                 {"ResourceType": "instance", "Tags": [{"Key": "Name", "Value": "app-1"}]}
             ],
-        )
+        )["Instances"][0]
+        self.app_ip = str(app["PrivateIpAddress"])
+        return str(vpc["CidrBlock"])
 
     def _start_app_host(self) -> None:
         from bastion.testing.app_host import LocalAppHost
@@ -296,8 +317,13 @@ class BootWorld:
             ],
             check=True,
         )
+        assert self.app_network is not None
+        # app-1 as the gateway sees it: a real sshd on port 22 of its private IP in the VPC.
         self._app = LocalAppHost(
-            self.app_key.with_suffix(".pub").read_text(), user=APP_USER, port=self.app_port
+            self.app_key.with_suffix(".pub").read_text(),
+            user=APP_USER,
+            host=self.app_network.add_host(self.app_ip),
+            netns=self.app_network.name,
         ).start()
         self.app_known_hosts.write_text(self._app.known_hosts_line())
 

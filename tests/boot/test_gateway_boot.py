@@ -73,6 +73,8 @@ def test_failed_logins_from_one_address_do_not_lock_out_the_next_good_login(
         hostname=found.hostname,
         public_keys=found.public_keys,
         machine_id=world.machine_id,
+        app_network=world.app_network,
+        private_ip=world.spare_ip(),  # the watcher's system holds the instance's own address
     ) as fresh:
         fresh.wait_for_cloud_init()
         fresh.wait_for_port()

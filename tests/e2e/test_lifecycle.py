@@ -50,8 +50,19 @@ class World:
         }
         self.processes: list[subprocess.Popen[bytes]] = []
         self.tmp = tmp
+        self.app: Any = None
+
+    @property
+    def behind(self) -> str:
+        """Return a target the login user may forward to: an sshd on 127.0.0.N port 22."""
+        return f"{self.app.host}:{self.app.port}"
 
     def start(self) -> None:
+        from bastion.testing.app_host import LocalAppHost
+
+        key = self.tmp / "app_ed25519"
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+        self.app = LocalAppHost(key.with_suffix(".pub").read_text()).start()
         moto = subprocess.Popen(
             [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.moto_port)],
             stdout=subprocess.DEVNULL,
@@ -74,6 +85,8 @@ class World:
         for process in reversed(self.processes):
             process.terminate()
             process.wait(timeout=20)
+        if self.app is not None:
+            self.app.stop()
 
     def ec2(self) -> Any:
         return boto3.client("ec2", endpoint_url=self.env["AWS_ENDPOINT_URL"])
@@ -153,7 +166,7 @@ def test_lifecycle_up_status_ssh_up_again_down_leaves_nothing(world: World) -> N
     sources = [(s["source"], s["is_gateway"]) for s in status["app_ssh_sources"]]
     assert sources == [(status["security_group"], True)]
 
-    forwarded = world.ssh("-W", f"127.0.0.1:{world.sshd_port}", "bastion@127.0.0.1")
+    forwarded = world.ssh("-W", world.behind, "bastion@127.0.0.1")
     assert forwarded.stdout.startswith(b"SSH-2.0-"), forwarded.stderr
     shell = world.ssh("bastion@127.0.0.1", "id")
     assert shell.returncode != 0 and b"uid=" not in shell.stdout
@@ -210,12 +223,12 @@ def test_burn_relaunches_a_gateway_that_only_the_new_keys_open(world: World) -> 
     # The stand-in swaps its sshd for the new instance's; the real client, strict checking.
     deadline = time.monotonic() + 30
     while True:
-        forwarded = world.ssh("-W", f"127.0.0.1:{world.sshd_port}", "bastion@127.0.0.1")
+        forwarded = world.ssh("-W", world.behind, "bastion@127.0.0.1")
         if forwarded.stdout.startswith(b"SSH-2.0-") or time.monotonic() > deadline:
             break
         time.sleep(0.2)
     assert forwarded.stdout.startswith(b"SSH-2.0-"), forwarded.stderr
-    stale = world.ssh("-W", f"127.0.0.1:{world.sshd_port}", "bastion@127.0.0.1", key=old_login)
+    stale = world.ssh("-W", world.behind, "bastion@127.0.0.1", key=old_login)
     assert not stale.stdout.startswith(b"SSH-2.0-")  # the burnt login key opens nothing
     assert b"Permission denied" in stale.stderr, stale.stderr
     sources = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import stat
@@ -94,10 +95,17 @@ def test_botocore_at_the_highest_verbosity_never_logs_the_user_data(
         "UserData"
     ]["Value"]
     output = result.stdout + result.stderr
+    # ImportKeyPair sends the login public key, which EC2 serves to anyone allowed to describe
+    # key pairs: a stretch of the user data inside a public key line may coincide with it.
+    decoded = base64.b64decode(encoded)
+    public = [line for line in decoded.split(b"\n") if b"ssh-ed25519 " in line]
     for start in range(
         0, len(encoded) - 40, 200
     ):  # no stretch of it, in any encoding botocore uses
         chunk = encoded[start : start + 40]
+        plain = decoded[start // 4 * 3 : (start + 40) // 4 * 3]
+        if any(plain in line for line in public):
+            continue
         assert chunk not in output and quote(chunk, safe="") not in output
     assert "#cloud-config" not in output and SECRET_MARK not in output
     assert "'UserData': <redacted>" in output  # the request was logged, scrubbed

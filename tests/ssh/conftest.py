@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.serialization import (
 from bastion.adapters.render import SshdParams, UserDataParams, render_user_data
 from bastion.adapters.ssh import Endpoint
 from bastion.testing import LocalGateway, sshd_binary
+from bastion.testing.app_host import LocalAppHost
 
 
 def require(condition: bool, reason: str) -> None:
@@ -136,6 +137,7 @@ def gateway_user_data(
             host_public_key=keys.host.public,
             login_public_key=keys.login.public,
             admin_public_key=keys.admin.public,
+            vpc_cidrs=("127.0.0.0/8",),  # the stand-in's app hosts live on loopback addresses
         )
     )
 
@@ -150,6 +152,14 @@ def user_data_for() -> Callable[..., str]:
 def gateway(sshd: str, keys: GatewayKeys) -> Iterator[LocalGateway]:
     """Run one local gateway, from rendered user data, for the whole session."""
     with LocalGateway(gateway_user_data(keys)) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def behind(sshd: str, keys: GatewayKeys) -> Iterator[LocalAppHost]:
+    """Run a host behind the gateway: a real sshd on 127.0.0.N:22 (the login user forwards to
+    port 22 only) admitting `bastion-app` with the "stranger" key."""
+    with LocalAppHost(keys.stranger.public, user="bastion-app") as running:
         yield running
 
 

@@ -1,9 +1,9 @@
 """The generated client config against the real OpenSSH client and two real sshd on loopback.
 
 The gateway is an sshd from the rendered user data (its custom port, its forwarding-only login);
-the "app host" is a plain sshd on another loopback port with a normal user. The app host block in
-the generated config carries the app host's real address, 127.0.0.1; its port (22 on AWS) is
-given on the command line, which applies to the final hop only, never to the jump.
+the "app host" is a plain sshd with a normal user on port 22 (the only port the login user may
+forward to) of a loopback address of its own, 127.0.0.N, which the app host block in the
+generated config carries as the app host's real address.
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ def test_ssh_g_resolves_the_gateway_and_app_hosts(
         app = resolved(ssh_client, config, alias)
         assert app["proxyjump"] == ALIAS
         assert app["user"] == APP_USER and app["port"] == "22"
-        assert app["hostname"] == ("127.0.0.9" if alias == "127.0.0.9" else "127.0.0.1")
+        assert app["hostname"] == ("127.0.0.9" if alias == "127.0.0.9" else app_host.host)
         assert app["userknownhostsfile"] == str(tmp_path / "app_known_hosts")
         assert app["stricthostkeychecking"] == "accept-new"
         assert app["forwardagent"] == "no"
@@ -195,7 +195,7 @@ def test_restricted_forwarding_lets_only_the_permitted_app_host_through(
     # This test is about sshd's PermitOpen, not EC2's 16 KB user-data limit (which the
     # rendered user data nearly fills without PermitOpen at the moment).
     monkeypatch.setattr("bastion.adapters.render.USER_DATA_LIMIT", 64 * 1024)
-    params = SshdParams(port=2222, permit_open=(f"127.0.0.1:{app_host.port}",))
+    params = SshdParams(port=2222, permit_open=(f"{app_host.host}:{app_host.port}",))
     with LocalGateway(user_data_for(keys, sshd=params)) as restricted:
         config = generated_config(tmp_path, restricted, keys, keys.host.public, app_host)
         allowed = two_hop(ssh_client, config, app_host, "echo through")
@@ -204,6 +204,23 @@ def test_restricted_forwarding_lets_only_the_permitted_app_host_through(
         refused = run_ssh(ssh_client, config, "-W", f"127.0.0.1:{restricted.port}", ALIAS)
         assert refused.returncode != 0
         assert "administratively prohibited" in refused.stderr, refused.stderr
+        # Port 22 of another host: `*:22`, the default, would let it through; the list does not.
+        other = run_ssh(ssh_client, config, "-W", "127.0.0.1:22", ALIAS)
+        assert "administratively prohibited" in other.stderr, other.stderr
+
+
+def test_by_default_only_port_22_passes_the_gateways_permit_open(
+    ssh_client: str,
+    gateway: LocalGateway,
+    keys: GatewayKeys,
+    app_host: LocalAppHost,
+    tmp_path: Path,
+) -> None:
+    config = generated_config(tmp_path, gateway, keys, keys.host.public, app_host)
+    for target in (f"127.0.0.1:{gateway.port}", f"{app_host.host}:2222", "169.254.169.254:80"):
+        refused = run_ssh(ssh_client, config, "-W", target, ALIAS)
+        assert "administratively prohibited" in refused.stderr, (target, refused.stderr)
+    assert two_hop(ssh_client, config, app_host, "echo on-22").stdout.strip() == "on-22"
 
 
 # --- `bastion up` relaunches a lost gateway: the written config works with no manual step ----
@@ -263,7 +280,7 @@ def test_written_config_follows_a_relaunch_with_a_new_host_key(
             # moto's private IP is not routable here: only the final hop's address is overridden.
             return run_ssh(
                 ssh_client, user_config,
-                "-o", "HostName=127.0.0.1", "-o", f"Port={app_host.port}",
+                "-o", f"HostName={app_host.host}", "-o", f"Port={app_host.port}",
                 "-o", f"UserKnownHostsFile={tmp_path / 'app_known_hosts'}",
                 "-o", "StrictHostKeyChecking=yes", "app-1", "echo via-written-config",
             )  # fmt: skip

@@ -21,6 +21,7 @@ from bastion.adapters.ssh import (
 )
 from bastion.domain.errors import HostKeyMismatchError, SshError, TimeoutExpired, UsageError
 from bastion.testing import LocalGateway, free_port
+from bastion.testing.app_host import LocalAppHost
 
 if TYPE_CHECKING:
     from conftest import GatewayKeys
@@ -35,8 +36,20 @@ def test_login_with_pinned_host_key_returns_its_fingerprint(
     assert fingerprint == public_key_fingerprint(keys.host.public)
 
 
-def test_login_user_can_open_a_forwarding_channel(endpoint: Endpoint, keys: GatewayKeys) -> None:
-    verify_login(endpoint, "bastion", keys.login.path, keys.host.public, forward_to=endpoint)
+def test_login_user_can_open_a_forwarding_channel(
+    endpoint: Endpoint, keys: GatewayKeys, behind: LocalAppHost
+) -> None:
+    target = Endpoint(behind.host, behind.port)
+    verify_login(endpoint, "bastion", keys.login.path, keys.host.public, forward_to=target)
+
+
+@pytest.mark.parametrize("where", ["its own sshd", "a non-22 port of the host behind"])
+def test_login_user_cannot_forward_to_a_port_other_than_22(
+    endpoint: Endpoint, keys: GatewayKeys, behind: LocalAppHost, where: str
+) -> None:
+    target = endpoint if where == "its own sshd" else Endpoint(behind.host, 2222)
+    with pytest.raises(SshError, match="refused forwarding"):
+        verify_login(endpoint, "bastion", keys.login.path, keys.host.public, forward_to=target)
 
 
 def test_accepted_login_key_fingerprint_is_logged(
@@ -114,9 +127,17 @@ def test_missing_private_key_is_a_usage_error(endpoint: Endpoint, keys: GatewayK
 
 
 def write_client_config(
-    directory: Path, endpoint: Endpoint, identity: Path, known_host_key: str
+    directory: Path,
+    endpoint: Endpoint,
+    identity: Path,
+    known_host_key: str,
+    behind: LocalAppHost | None = None,
+    behind_key: Path | None = None,
 ) -> Path:
-    """Write a known_hosts file pinning `known_host_key` and an ssh_config with a jump host."""
+    """Write a known_hosts file pinning `known_host_key` and an ssh_config with a jump host.
+
+    `behind-gateway` is `behind` reached through the gateway, logging in with `behind_key`.
+    """
     known_hosts = directory / "known_hosts"
     known_hosts.write_text(f"{HOST_ALIAS} {known_host_key}\n")
     common = (
@@ -134,9 +155,18 @@ def write_client_config(
         "    ConnectTimeout 5\n"
     )
     config = directory / "ssh_config"
-    config.write_text(
-        f"Host gateway\n{common}\nHost behind-gateway\n{common}    ProxyJump gateway\n"
-    )
+    text = f"Host gateway\n{common}\n"
+    if behind is not None:
+        (directory / "behind_known_hosts").write_text(behind.known_hosts_line())
+        text += (
+            f"Host behind-gateway\n    HostName {behind.host}\n    Port {behind.port}\n"
+            f"    User {behind.user}\n    IdentityFile {behind_key}\n"
+            "    IdentitiesOnly yes\n    IdentityAgent none\n    BatchMode yes\n"
+            "    StrictHostKeyChecking yes\n"
+            f"    UserKnownHostsFile {directory / 'behind_known_hosts'}\n"
+            "    ProxyJump gateway\n"
+        )
+    config.write_text(text)
     return config
 
 
@@ -169,11 +199,11 @@ def read_line_with_deadline(process: subprocess.Popen[bytes], seconds: float) ->
 
 
 def test_ssh_w_forwards_through_the_login_user(
-    ssh_client: str, endpoint: Endpoint, keys: GatewayKeys, tmp_path: Path
+    ssh_client: str, endpoint: Endpoint, keys: GatewayKeys, tmp_path: Path, behind: LocalAppHost
 ) -> None:
     """`ssh -W` (what ProxyJump runs) reaches the sshd behind the gateway: its banner comes back."""
     config = write_client_config(tmp_path, endpoint, keys.login.path, keys.host.public)
-    target = f"{endpoint.host}:{endpoint.port}"
+    target = f"{behind.host}:{behind.port}"
     process = subprocess.Popen(
         [ssh_client, "-F", str(config), "-W", target, "gateway"],
         stdin=subprocess.PIPE,
@@ -189,14 +219,16 @@ def test_ssh_w_forwards_through_the_login_user(
 
 
 def test_proxyjump_authenticates_to_the_host_behind_the_gateway(
-    ssh_client: str, endpoint: Endpoint, keys: GatewayKeys, tmp_path: Path
+    ssh_client: str, endpoint: Endpoint, keys: GatewayKeys, tmp_path: Path, behind: LocalAppHost
 ) -> None:
-    """The target behind the jump is the gateway itself; it refuses the session afterwards."""
-    config = write_client_config(tmp_path, endpoint, keys.login.path, keys.host.public)
-    result = run_ssh(ssh_client, config, "-v", "behind-gateway", "true")
+    """The host behind the jump listens on port 22 of its own loopback address."""
+    config = write_client_config(
+        tmp_path, endpoint, keys.login.path, keys.host.public, behind, keys.stranger.path
+    )
+    result = run_ssh(ssh_client, config, "-v", "behind-gateway", "id -un")
     # "(via proxy)" marks the connection to the host behind the jump, not the jump itself.
     assert '(via proxy) using "publickey"' in result.stderr, result.stderr
-    assert result.returncode != 0  # MaxSessions 0: no command, even behind a successful jump
+    assert result.returncode == 0 and result.stdout.strip() == behind.user, result.stderr
 
 
 def test_login_user_gets_no_shell_from_the_real_client(

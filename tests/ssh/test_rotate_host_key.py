@@ -23,6 +23,7 @@ from bastion.adapters.keys import (
 from bastion.adapters.ssh import Endpoint, verify_login
 from bastion.domain.errors import HostKeyMismatchError, SshError
 from bastion.domain.model import Action
+from bastion.testing.app_host import LocalAppHost
 from bastion.usecases.rotate import rotate_host_key
 from bastion.usecases.status import status
 
@@ -79,7 +80,7 @@ def operator_can_log_in(world: World) -> bool:
 
 
 def real_ssh(
-    world: World, ssh_client: str, known_hosts: Path
+    world: World, ssh_client: str, known_hosts: Path, target: str
 ) -> subprocess.CompletedProcess[bytes]:
     """Run the real OpenSSH client through the gateway (ProxyJump's -W) with strict checking."""
     port = str(world.probe.port)
@@ -105,7 +106,7 @@ def real_ssh(
             "-p",
             port,
             "-W",
-            f"127.0.0.1:{port}",
+            target,
             "bastion@127.0.0.1",
         ],
         stdin=subprocess.DEVNULL,
@@ -125,8 +126,9 @@ def instance_tags(world: World) -> dict[str, str]:
 
 
 def test_rotate_host_key_replaces_the_host_key_everywhere(
-    world: World, ssh_client: str, tmp_path: Path
+    world: World, ssh_client: str, tmp_path: Path, behind: LocalAppHost
 ) -> None:
+    target = f"{behind.host}:{behind.port}"
     old = pinned(world)
     old_known_hosts = tmp_path / "old_known_hosts"
     old_known_hosts.write_text((world.folder / "known_hosts").read_text())
@@ -137,9 +139,9 @@ def test_rotate_host_key_replaces_the_host_key_everywhere(
     assert new != old
     assert server_host_keys(world) == [new]
     assert trusted(world) == [new]
-    accepted = real_ssh(world, ssh_client, world.folder / "known_hosts")
+    accepted = real_ssh(world, ssh_client, world.folder / "known_hosts", target)
     assert accepted.stdout.startswith(b"SSH-2.0-"), accepted.stderr
-    refused = real_ssh(world, ssh_client, old_known_hosts)
+    refused = real_ssh(world, ssh_client, old_known_hosts, target)
     assert refused.returncode == 255 and not refused.stdout
     assert b"Host key verification failed" in refused.stderr
     with pytest.raises(HostKeyMismatchError):

@@ -51,6 +51,7 @@ def user_data_params(image_family: str = "debian13", **sshd: Any) -> UserDataPar
         host_public_key=HOST_PUBLIC,
         login_public_key=LOGIN_PUBLIC,
         admin_public_key=ADMIN_PUBLIC,
+        vpc_cidrs=("10.0.0.0/16",),
     )
 
 
@@ -125,7 +126,8 @@ def test_sshd_config_has_the_hardening_lines() -> None:
     assert "UsePAM no" in lines
     assert "Compression no" in lines
     assert sum(line.startswith("Port ") for line in lines) == 1
-    assert not any("PermitOpen" in line for line in lines)
+    # By default the login user forwards to port 22 on any host (the egress rule says which).
+    assert [line for line in lines if line.startswith("PermitOpen")] == ["PermitOpen *:22"]
 
 
 def test_login_match_block_comes_before_admin_block_and_ends_the_global_section() -> None:
@@ -305,7 +307,7 @@ def test_known_images_start_sshd_once_and_never_restart_it(
     image_family: str, bootcmd: list[str], runcmd: list[str]
 ) -> None:
     config = cloud_config(user_data_params(image_family))
-    assert config["bootcmd"][1:] == bootcmd
+    assert [c for c in config["bootcmd"][1:] if "tables" not in c] == bootcmd
     assert config["runcmd"] == runcmd
 
 
@@ -374,3 +376,87 @@ def test_oversized_user_data_is_a_usage_error() -> None:
     targets = tuple(f"host-number-{i}.internal.example:22" for i in range(500))
     with pytest.raises(UsageError, match="16384"):
         render_user_data(user_data_params(permit_open=targets))
+
+
+def test_an_empty_permit_open_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="PermitOpen"):
+        render_sshd_config(SshdParams(port=2222, permit_open=()))
+
+
+def rules_of(bootcmd: list[str], tool: str) -> list[list[str]]:
+    """Return the `tool` commands of the egress rule in bootcmd, each as its arguments."""
+    (line,) = [c for c in bootcmd if c.startswith(f"if command -v {tool} ")]
+    body = line.split("; then ", 1)[1].rsplit("; else ", 1)[0]
+    return [part.split()[2:] for part in body.replace(" || ", "; ").split("; ")]
+
+
+def test_the_login_user_may_reach_only_ssh_in_the_vpc_from_boot_on() -> None:
+    bootcmd = cloud_config(
+        replace(user_data_params(), vpc_cidrs=("10.0.0.0/16", "10.1.0.0/16", "2600:1f18::/56"))
+    )["bootcmd"]
+
+    v4 = rules_of(bootcmd, "iptables")
+    v6 = rules_of(bootcmd, "ip6tables")
+
+    chain = "BASTION-LOGIN"
+    jump = ["OUTPUT", "1", "-m", "owner", "--uid-owner", "200222", "-j", chain]
+    for rules in (v4, v6):
+        # A fresh chain every boot, hooked into OUTPUT once, for the login user's uid only.
+        assert rules[:2] == [["-N", chain, "2>/dev/null"], ["-F", chain]]
+        assert rules[-2:] == [["-C", *jump[0:1], *jump[2:], "2>/dev/null"], ["-I", *jump]]
+        body = [r[2:] for r in rules if r[:2] == ["-A", chain]]
+        # The loopback (the gateway's own addresses too) is refused before anything is allowed.
+        loopback = body.index(["-o", "lo", "-j", "REJECT"])
+        assert body[-1] == ["-j", "REJECT"]
+        allowed = [r for r in body if r[-1] == "ACCEPT"]
+        assert all(body.index(r) > loopback for r in allowed if "53" not in r)
+    assert [r for r in v4 if "ACCEPT" in r and "22" in r] == [
+        ["-A", chain, "-d", cidr, "-p", "tcp", "--dport", "22", "-j", "ACCEPT"]
+        for cidr in ("10.0.0.0/16", "10.1.0.0/16")
+    ]
+    assert [r for r in v6 if "ACCEPT" in r] == [
+        ["-A", chain, "-d", "2600:1f18::/56", "-p", "tcp", "--dport", "22", "-j", "ACCEPT"]
+    ]
+    # Only name lookups through systemd-resolved's stub, over UDP, besides SSH in the VPC.
+    assert [r for r in v4 if "ACCEPT" in r and "53" in r] == [
+        ["-A", chain, "-d", "127.0.0.53", "-p", "udp", "--dport", "53", "-j", "ACCEPT"]
+    ]
+    text = "\n".join(bootcmd)
+    assert "169.254" not in text and "fd00:ec2" not in text  # refused by the final REJECT
+    assert "--uid-owner 0 " not in text and "root" not in text.replace("-o root -g root", "")
+
+
+def test_without_an_ipv6_cidr_the_login_user_reaches_nothing_over_ipv6() -> None:
+    bootcmd = cloud_config(user_data_params())["bootcmd"]
+
+    body = [r[2:] for r in rules_of(bootcmd, "ip6tables") if r[:1] == ["-A"]]
+
+    assert body == [["-o", "lo", "-j", "REJECT"], ["-j", "REJECT"]]
+
+
+def test_the_egress_rule_runs_before_anything_starts_sshd_and_names_the_login_uid() -> None:
+    config = cloud_config(user_data_params())
+    (login,) = [u for u in config["users"] if u["name"] == "bastion"]
+
+    assert login["uid"] == 200222
+    assert "bootcmd" in config and all("sshd" not in c for c in config["bootcmd"][:3])
+    assert any("iptables" in c for c in config["bootcmd"])
+
+
+def test_amazon_linux_installs_iptables_first_and_every_image_warns_when_it_has_none() -> None:
+    al2023 = cloud_config(user_data_params("al2023"))["bootcmd"]
+    debian = cloud_config(user_data_params("debian13"))["bootcmd"]
+
+    install = al2023.index(
+        "command -v iptables >/dev/null || dnf -q -y install iptables-nft || true"
+    )
+    assert install < next(i for i, c in enumerate(al2023) if c.startswith("if command -v ipt"))
+    assert not any("dnf" in c for c in debian)
+    for bootcmd in (al2023, debian):
+        assert any("confined by PermitOpen only' >/dev/console" in c for c in bootcmd)
+
+
+@pytest.mark.parametrize("cidrs", [(), ("2600:1f18::/56",), ("10.0.0.0/33",), ("vpc",)])
+def test_the_egress_rule_needs_a_valid_ipv4_vpc_cidr(cidrs: tuple[str, ...]) -> None:
+    with pytest.raises(UsageError, match="CIDR"):
+        render_user_data(replace(user_data_params(), vpc_cidrs=cidrs))

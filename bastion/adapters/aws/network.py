@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from bastion.adapters.aws.errors import translated
@@ -25,7 +25,7 @@ class Network:
         chosen = self._named_subnet(subnet) if subnet else self._default_subnet(vpc_id)
         with translated("looking up the VPC"):
             vpc = self.ec2.describe_vpcs(VpcIds=[chosen["VpcId"]])["Vpcs"][0]
-        return Subnet(chosen["SubnetId"], chosen["VpcId"], vpc["CidrBlock"])
+        return Subnet(chosen["SubnetId"], chosen["VpcId"], vpc["CidrBlock"], _cidrs_of(vpc))
 
     def _named_subnet(self, subnet: str) -> Any:
         by_id = re.fullmatch(r"subnet-[0-9a-f]{8,17}", subnet) is not None
@@ -146,3 +146,16 @@ class Network:
         """Attach a kept Elastic IP to an instance."""
         with translated(f"attaching Elastic IP {allocation_id} to {instance_id}"):
             self.ec2.associate_address(AllocationId=allocation_id, InstanceId=instance_id)
+
+
+def _cidrs_of(vpc: Mapping[str, Any]) -> tuple[str, ...]:
+    """Return the VPC's associated IPv4 and IPv6 CIDRs, its primary IPv4 CIDR first."""
+    live = ("associated", "associating")
+    found = [str(vpc["CidrBlock"])]
+    for entry in vpc.get("CidrBlockAssociationSet", []):
+        if entry.get("CidrBlockState", {}).get("State", "associated") in live:
+            found.append(str(entry["CidrBlock"]))
+    for entry in vpc.get("Ipv6CidrBlockAssociationSet", []):
+        if entry.get("Ipv6CidrBlockState", {}).get("State", "associated") in live:
+            found.append(str(entry["Ipv6CidrBlock"]))
+    return tuple(dict.fromkeys(found))

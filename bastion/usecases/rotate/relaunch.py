@@ -136,7 +136,7 @@ def relaunch_gateway(
         operator=ctx.operator,
     )
     now = deps.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ")
-    network = Network(subnet.subnet_id, subnet.vpc_id, subnet.vpc_cidr)
+    network = Network(subnet.subnet_id, subnet.vpc_id, subnet.vpc_cidr, subnet.vpc_cidrs)
     next_ctx = Context(settings, aws, staging, ctx.operator)
     launch_actions: tuple[Action, ...] = ()
     observed_next = ObservedGateway(

@@ -186,14 +186,27 @@ def permit_open_in(user_data: str) -> tuple[str, ...]:
 def stale_permit_open(aws: Cloud, instance: InstanceInfo, wanted: tuple[str, ...]) -> str | None:
     """Say which app hosts a running gateway's PermitOpen does not let through, if any."""
     current = permit_open_in(aws.compute.user_data(instance.instance_id))
-    missing = [t for t in wanted if t not in current]
-    if not missing:
+    missing = [t for t in wanted if current and not any(_permits(c, t) for c in current)]
+    loose = [c for c in current or ("*:*",) if c not in wanted]
+    if not missing and not loose:
         return None
+    problem = (
+        f"{', '.join(missing)} become reachable"
+        if missing
+        else f"only those ({', '.join(wanted)}) are reachable"
+    )
     return (
-        f"the running gateway {instance.instance_id} permits forwarding only to "
-        f"{' '.join(current) or 'any host'}; {', '.join(missing)} become reachable only after "
+        f"the running gateway {instance.instance_id} permits forwarding to "
+        f"{' '.join(current) or 'any host and port'}; {problem} only after "
         "a relaunch (`bastion burn`, or `bastion down` then `bastion up --restrict-forwarding`)"
     )
+
+
+def _permits(rule: str, target: str) -> bool:
+    """Tell whether the PermitOpen entry `rule` lets `target` (host:port) through."""
+    rule_host, _, rule_port = rule.rpartition(":")
+    host, _, port = target.rpartition(":")
+    return rule_host in ("*", host) and rule_port in ("*", port)
 
 
 def read_record(ctx: Context) -> WrittenConfig | None:

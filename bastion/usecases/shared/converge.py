@@ -92,7 +92,7 @@ def converge(
         if stale:
             deps.reporter.warn(stale)
     now = deps.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ")
-    network = Network(subnet.subnet_id, subnet.vpc_id, subnet.vpc_cidr)
+    network = Network(subnet.subnet_id, subnet.vpc_id, subnet.vpc_cidr, subnet.vpc_cidrs)
     plan = plan_up(spec, observed, local, network, now, generation_floor)
     plan = Plan(plan.command, plan.name, prune.actions + plan.actions, plan.warnings)
     if not settings.verify:

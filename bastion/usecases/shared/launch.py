@@ -139,7 +139,12 @@ class UpHandlers:
 
     def launch_instance(self, action: Action, results: dict[str, Any]) -> None:
         """Launch the gateway with a fresh host key seeded through cloud-init, then pin it."""
-        from bastion.adapters.render import SshdParams, UserDataParams, render_user_data
+        from bastion.adapters.render import (
+            APP_SSH_ONLY,
+            SshdParams,
+            UserDataParams,
+            render_user_data,
+        )
 
         assert self.group_id and self.key_name
         settings = self.ctx.settings
@@ -157,13 +162,14 @@ class UpHandlers:
                     port=self.spec.port,
                     login_user=settings.login_user,
                     admin_user=settings.admin_user,
-                    permit_open=self.permit_open,
+                    permit_open=self.permit_open or APP_SSH_ONLY,
                 ),
                 image_family=image_family(settings.image),
                 host_private_key=host.private_openssh,
                 host_public_key=host.public_line,
                 login_public_key=login.public_line,
                 admin_public_key=admin.public_line,
+                vpc_cidrs=self.network.app_cidrs,
             )
         )
         generation = int(action.params["generation"])
