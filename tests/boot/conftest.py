@@ -84,6 +84,9 @@ class BootWorld:
             self.env["BASTION_VERIFY"] = "false"
         self.app_key = tmp / "app_ed25519"
         self.app_known_hosts = tmp / "app_known_hosts"
+        # Each guest's real console: the watcher writes it, moto_server answers GetConsoleOutput.
+        self.consoles = tmp / "consoles"
+        self.app_id = ""
         self._moto: subprocess.Popen[bytes] | None = None
         self._app: Any = None
         self._stop = threading.Event()
@@ -102,6 +105,8 @@ class BootWorld:
                 "moto-server",
                 "-p",
                 str(self.moto_port),
+                "--console-dir",
+                str(self.consoles),
             ],
             stdout=log,
             stderr=log,
@@ -117,7 +122,7 @@ class BootWorld:
             self.sshd_port,
             machine_id=self.machine_id,
             host_ports=(self.app_port,),
-            console_dir=self.tmp / "consoles",
+            console_dir=self.consoles,
             log=lambda line: print(line, file=sys.stderr, flush=True),
         )
         self._thread = threading.Thread(target=self.watcher.run, args=(self._stop,), daemon=True)
@@ -268,7 +273,7 @@ class BootWorld:
         ec2 = self.ec2()
         vpc = ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"][0]
         group = ec2.create_security_group(GroupName="app", Description="app", VpcId=vpc["VpcId"])
-        ec2.run_instances(
+        self.app_id = ec2.run_instances(
             ImageId=DEBIAN_AMI_ID,
             MinCount=1,
             MaxCount=1,
@@ -276,7 +281,7 @@ class BootWorld:
             TagSpecifications=[
                 {"ResourceType": "instance", "Tags": [{"Key": "Name", "Value": "app-1"}]}
             ],
-        )
+        )["Instances"][0]["InstanceId"]
 
     def _start_app_host(self) -> None:
         from bastion.testing.app_host import LocalAppHost
@@ -300,6 +305,8 @@ class BootWorld:
             self.app_key.with_suffix(".pub").read_text(), user=APP_USER, port=self.app_port
         ).start()
         self.app_known_hosts.write_text(self._app.known_hosts_line())
+        # app-1's console shows the stand-in's key: `ssh-config` pins it strictly from there.
+        self._app.publish_console(self.consoles, self.app_id)
 
 
 def _wait_for_port(port: int, seconds: float = 30.0) -> None:

@@ -50,10 +50,21 @@ class World:
         }
         self.processes: list[subprocess.Popen[bytes]] = []
         self.tmp = tmp
+        # The stand-in writes each gateway's console here; moto_server answers from it.
+        self.consoles = tmp / "consoles"
 
     def start(self) -> None:
         moto = subprocess.Popen(
-            [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.moto_port)],
+            [
+                sys.executable,
+                "-m",
+                "bastion.testing.console",
+                "moto-server",
+                "-p",
+                str(self.moto_port),
+                "--console-dir",
+                str(self.consoles),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             env=self.env,
@@ -63,7 +74,15 @@ class World:
         log = (self.tmp / "stand-in.log").open("wb")
         self.processes.append(
             subprocess.Popen(
-                [sys.executable, "-m", "bastion.testing.stand_in", "--port", str(self.sshd_port)],
+                [
+                    sys.executable,
+                    "-m",
+                    "bastion.testing.stand_in",
+                    "--port",
+                    str(self.sshd_port),
+                    "--console-dir",
+                    str(self.consoles),
+                ],
                 stdout=log,
                 stderr=log,
                 env=self.env,

@@ -21,6 +21,7 @@ from bastion.adapters.sshconfig import AppHost, ClientConfig, GatewayEntry, rend
 from bastion.testing import LocalGateway
 from bastion.testing.app_host import LocalAppHost
 from tests.aws.conftest import FakeIp, FakeProbe, make_settings
+from tests.consoles import FakeConsoles
 
 if TYPE_CHECKING:
     from conftest import GatewayKeys
@@ -163,7 +164,9 @@ def test_restricted_forwarding_lets_only_the_permitted_app_host_through(
     # rendered user data nearly fills without PermitOpen at the moment).
     monkeypatch.setattr("bastion.adapters.render.USER_DATA_LIMIT", 64 * 1024)
     params = SshdParams(port=2222, permit_open=(f"127.0.0.1:{app_host.port}",))
-    with LocalGateway(user_data_for(keys, sshd=params)) as restricted:
+    with LocalGateway(
+        user_data_for(keys, sshd=params), host_key=keys.host.private_pem
+    ) as restricted:
         config = generated_config(tmp_path, restricted, keys, keys.host.public, app_host)
         allowed = two_hop(ssh_client, config, app_host, "echo through")
         assert allowed.returncode == 0 and allowed.stdout.strip() == "through", allowed.stderr
@@ -212,7 +215,20 @@ def test_written_config_follows_a_relaunch_with_a_new_host_key(
                 {"ResourceType": "instance", "Tags": [{"Key": "Name", "Value": "app-1"}]}
             ],
         )
-        deps = Deps(clock=FakeClock(), fetch=FakeIp(), probe=FakeProbe())
+        booted: dict[str, LocalGateway] = {}
+
+        def boot(instance_id: str) -> str:
+            # The instance boots (its own host key, on its console) when `up` reads its console.
+            booted[instance_id] = _boot(ec2, instance_id, port)
+            return booted[instance_id].host_public_key
+
+        consoles = FakeConsoles(boot=boot)
+        deps = Deps(
+            clock=FakeClock(),
+            fetch=FakeIp(),
+            probe=FakeProbe(consoles=consoles),
+            on_ec2=consoles.attach,
+        )
         settings = make_settings(
             app_sg=app_sg, reach=f"127.0.0.1:{port}", allow=("203.0.113.7/32",)
         )
@@ -235,7 +251,7 @@ def test_written_config_follows_a_relaunch_with_a_new_host_key(
                 "-o", "StrictHostKeyChecking=yes", "app-1", "echo via-written-config",
             )  # fmt: skip
 
-        gateway = _boot(ec2, first_id, port)
+        gateway = booted[first_id]
         try:
             assert reach_app().stdout.strip() == "via-written-config"
         finally:
@@ -245,7 +261,7 @@ def test_written_config_follows_a_relaunch_with_a_new_host_key(
         assert second.ssh_config == str(written.path)
         second_id = second.status["instance"]["id"] if second.status else ""
         assert second_id != first_id
-        gateway = _boot(ec2, second_id, port)
+        gateway = booted[second_id]
         try:
             result = reach_app()
         finally:
