@@ -36,10 +36,10 @@ class IncidentFolder:
         keys.write_private_text(self.path / RECORD, incident.to_json())
         keys.write_private_text(self.path / "report.md", render_report(incident))
 
-    def journal(self, entry: dict[str, Any]) -> None:
-        """Append one line to the incident journal."""
+    def journal(self, *entries: dict[str, Any]) -> None:
+        """Append lines to the incident journal, in one write."""
         keys.ensure_private_dir(self.path)
-        append_private(self.path / "journal.jsonl", json_line(entry))
+        append_private(self.path / "journal.jsonl", "".join(json_line(e) for e in entries))
 
     def write_text(self, name: str, text: str) -> None:
         """Keep a piece of text evidence (0600, replaced atomically)."""

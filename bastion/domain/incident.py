@@ -22,6 +22,14 @@ CONTAIN = (
     "contain_isolation_group",
     "contain_elastic_ip",
 )
+# Containment runs as these chains at once; within a chain, in order (the open group's swap
+# must come before the isolation group's, so that tracked flows become untracked first).
+CONTAIN_CHAINS = (
+    ("contain_app_ssh",),
+    ("contain_network_acl",),
+    ("contain_open_group", "contain_isolation_group"),
+    ("contain_elastic_ip",),
+)
 
 
 PRESERVE = ("preserve_protect", "preserve_tag", "preserve_snapshots", "preserve_console")
@@ -158,7 +166,8 @@ def render_report(incident: Incident) -> str:
         if phase in incident.phase_times:
             lines.append(f"- {phase.replace('_', ' ')}: {incident.phase_times[phase]}")
     for label, key in (
-        ("time to contain", "time_to_contain_s"),
+        ("time to contain (from the process start)", "time_to_contain_s"),
+        ("of which start-up (process start to the command)", "startup_s"),
         ("time to recover", "time_to_recover_s"),
     ):
         if key in incident.timings:

@@ -61,11 +61,28 @@ def test_burn_contains_first_then_relaunches_a_new_generation(
     result = burn(make_settings(), deps, reason="odd logins")
 
     mutating = counter.mutating_sequence
-    assert mutating[0] == "RevokeSecurityGroupIngress"  # the very first change cuts sg-app
+    # Containment goes out at once, so its calls come in any order among themselves; every one
+    # of them comes before the first change of any other kind, and none after it.
     first_non_containment = next(i for i, op in enumerate(mutating) if op not in CONTAINMENT_CALLS)
-    assert mutating[first_non_containment - 1] == "DisassociateAddress"
+    assert set(mutating[:first_non_containment]) == {
+        "RevokeSecurityGroupIngress",  # sg-app's trust
+        "CreateNetworkAclEntry",
+        "CreateSecurityGroup",
+        "AuthorizeSecurityGroupIngress",
+        "RevokeSecurityGroupEgress",
+        "ModifyNetworkInterfaceAttribute",
+        "DisassociateAddress",
+    }
+    assert mutating[:first_non_containment].count("ModifyNetworkInterfaceAttribute") == 2
+    assert not set(mutating[first_non_containment:]) & {
+        "RevokeSecurityGroupIngress",
+        "ModifyNetworkInterfaceAttribute",
+        "DisassociateAddress",
+    }
     assert result.incident.state == "closed"
-    assert result.incident.steps_done == list(CONTAIN + PRESERVE + DESTROY + RELAUNCH)
+    done = result.incident.steps_done
+    assert set(done[: len(CONTAIN)]) == set(CONTAIN)  # at once: in the order they finished
+    assert done[len(CONTAIN) :] == list(PRESERVE + DESTROY + RELAUNCH)
 
     old = _instance(ec2_client, gateway["instance"]["id"])
     assert old["State"]["Name"] == "terminated"
@@ -177,9 +194,8 @@ def test_the_report_is_complete_and_its_time_to_contain_matches_the_journal(
         json.loads(line)
         for line in (result.record_path.parent / "journal.jsonl").read_text().splitlines()
     ]
-    contained_at = next(
-        e["at"] for e in journal if e["step"] == CONTAIN[-1] and e["phase"] == "done"
-    )
+    # Contained when the last containment step is done (they run at once).
+    contained_at = max(e["at"] for e in journal if e["step"] in CONTAIN and e["phase"] == "done")
     started = datetime.fromisoformat(report["started_at"])
     expected = (datetime.fromisoformat(contained_at) - started).total_seconds()
     assert expected > 0
@@ -341,3 +357,38 @@ def test_a_plain_burn_on_another_machine_finds_the_open_incident_through_tags(
     assert _instance(ec2_client, gateway["instance"]["id"])["State"]["Name"] == "terminated"
     sources = _app_ssh_sources(ec2_client, app_sg)
     assert sources == [result.incident.relaunch["security_group"]]
+
+
+def test_burn_asks_who_is_burning_only_after_containment(
+    deps: Deps,
+    counter: CallCounter,
+    gateway: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from bastion.adapters.aws.client import Ec2
+
+    seen: list[list[str]] = []
+    real = Ec2.caller_arn
+
+    def caller_arn(self: Ec2) -> str:
+        seen.append(list(counter.mutating_sequence))
+        return real(self)
+
+    monkeypatch.setattr(Ec2, "caller_arn", caller_arn)
+    counter.reset()
+    result = burn(make_settings(), deps, reason="who")
+
+    assert seen, "the operator was never identified"
+    assert set(seen[0]) >= {"RevokeSecurityGroupIngress", "ModifyNetworkInterfaceAttribute"}
+    assert seen[0].count("ModifyNetworkInterfaceAttribute") == 2  # isolated before STS
+    assert result.incident.operator.startswith("arn:aws:")
+
+
+def test_the_time_to_contain_counts_from_the_process_start(
+    deps: Deps, gateway: dict[str, Any]
+) -> None:
+    deps.clock = TickingClock()
+    result = burn(make_settings(), deps, reason="start")
+    started = datetime.fromisoformat(result.incident.started_at)
+    assert started == deps.clock.process_started_at()  # not when burn() was called
+    assert result.incident.timings["startup_s"] > 0

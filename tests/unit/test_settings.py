@@ -55,3 +55,14 @@ def test_non_numeric_port_from_environment_is_a_usage_error() -> None:
 def test_a_negative_lock_wait_is_a_usage_error() -> None:
     with pytest.raises(UsageError, match="lock_wait"):
         load_settings({}, env={"BASTION_LOCK_WAIT": "-1"})
+
+
+def test_the_system_clock_knows_when_this_process_started() -> None:
+    from datetime import timedelta
+
+    from bastion.domain.clock import SystemClock
+
+    clock = SystemClock()
+    started = clock.process_started_at()
+    assert started <= clock.now()
+    assert clock.now() - started < timedelta(hours=6)  # this test process, not the boot

@@ -7,7 +7,9 @@ failure goes through `errors.translated`. Use cases see only the `Cloud` port.
 
 from __future__ import annotations
 
+import contextvars
 import functools
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -76,9 +78,9 @@ class Ec2:
         with translated("creating the STS client"):
             return self._session.client("sts", config=self._config)
 
-    def call_log(self) -> list[dict[str, str]]:
+    def call_log(self) -> CallLog:
         """Start recording every EC2 call (operation and AWS request id); return the live list."""
-        collected: list[dict[str, str]] = []
+        collected = CallLog()
 
         def record(parsed: Any = None, model: Any = None, **_: Any) -> None:
             entry = {"operation": getattr(model, "name", "?")}
@@ -105,3 +107,37 @@ class Ec2:
         """Return the ARN of the caller; fails early when credentials are missing."""
         with translated("checking AWS credentials"):
             return str(self._sts.get_caller_identity()["Arn"])
+
+
+class CallLog(list[dict[str, str]]):
+    """The calls made so far, in order; also per context, for calls made concurrently.
+
+    Each context (a thread, or work handed on with `contextvars.copy_context()`) collects its
+    own calls, so a step run beside others still knows exactly which calls were its own.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+        self._own: contextvars.ContextVar[list[dict[str, str]] | None] = contextvars.ContextVar(
+            f"calls-{id(self)}", default=None
+        )
+
+    def append(self, entry: dict[str, str]) -> None:
+        """Record one call, made in the current context."""
+        with self._lock:
+            super().append(entry)
+            own = self._own.get()
+            if own is not None:
+                own.append(entry)
+
+    def take_own(self) -> list[dict[str, str]]:
+        """Return and forget the calls this context made since it last asked (from now on)."""
+        with self._lock:
+            own = self._own.get()
+            if own is None:
+                self._own.set([])
+                return []
+            taken = list(own)
+            own.clear()  # the same list object: contexts copied from this one share it
+            return taken

@@ -125,6 +125,67 @@ class SecurityGroups:
                         known.extend(r for r in rules if r not in known)
         return list(result.items())
 
+    def permissions_trusting(
+        self,
+        filter_name: str,
+        values: Sequence[str],
+        group_ids: Sequence[str],
+        cidrs: Sequence[str],
+    ) -> dict[str, list[dict[str, Any]]]:
+        """Return, per other group found by one filter, its ingress narrowed to our sources.
+
+        One read, and the result is what `revoke_permissions` takes: revoking by permission
+        needs no rule ids, so containment makes no second read.
+        """
+        with translated("looking for groups that trust the gateway"):
+            found = self.ec2.describe_security_groups(
+                Filters=[{"Name": filter_name, "Values": list(values)}]
+            )["SecurityGroups"]
+        result: dict[str, list[dict[str, Any]]] = {}
+        for group in found:
+            if group["GroupId"] in group_ids:
+                continue
+            for permission in group.get("IpPermissions", []):
+                # As described, descriptions included (moto matches them on revoke; AWS ignores).
+                pairs = [
+                    {k: v for k, v in p.items() if k in ("GroupId", "UserId", "Description")}
+                    for p in permission.get("UserIdGroupPairs", [])
+                    if p.get("GroupId") in group_ids
+                ]
+                ranges = [
+                    {k: v for k, v in r.items() if k in ("CidrIp", "Description")}
+                    for r in permission.get("IpRanges", [])
+                    if r.get("CidrIp") in cidrs
+                ]
+                if not pairs and not ranges:
+                    continue
+                narrowed: dict[str, Any] = {"IpProtocol": permission["IpProtocol"]}
+                for key in ("FromPort", "ToPort"):
+                    if key in permission:
+                        narrowed[key] = permission[key]
+                if pairs:
+                    narrowed["UserIdGroupPairs"] = pairs
+                if ranges:
+                    narrowed["IpRanges"] = ranges
+                result.setdefault(group["GroupId"], []).append(narrowed)
+        return result
+
+    def revoke_permissions(
+        self, group_id: str, permissions: Sequence[Mapping[str, Any]], egress: bool
+    ) -> None:
+        """Remove rules from a group by what they admit (no rule ids needed)."""
+        with translated(f"removing rules from {group_id}"):
+            if egress:
+                self.ec2.revoke_security_group_egress(
+                    GroupId=group_id,
+                    IpPermissions=list(permissions),  # type: ignore[arg-type]
+                )
+            else:
+                self.ec2.revoke_security_group_ingress(
+                    GroupId=group_id,
+                    IpPermissions=list(permissions),  # type: ignore[arg-type]
+                )
+
     def create_group(
         self, group_name: str, description: str, vpc_id: str, tags: Mapping[str, str]
     ) -> str:

@@ -14,6 +14,7 @@ from bastion.domain.errors import NotFoundError
 from bastion.domain.incident import (
     CLOSED,
     CONTAIN,
+    CONTAIN_CHAINS,
     DESTROY,
     OPEN,
     PRESERVE,
@@ -66,17 +67,22 @@ def burn(
     dry_run: bool = False,
 ) -> BurnResult:
     """Run the incident command; resumes an open incident of this gateway if there is one."""
-    started = deps.clock.now()
+    # From the process start: what the operator lived through, imports and all.
+    started = deps.clock.process_started_at()
+    invoked = deps.clock.now()
     if relaunch and settings.allow:
         allowed_cidrs(settings, deps)  # a bad --allow fails now, not after the gateway is gone
-    ctx = open_context(settings, deps, lock_for=None if dry_run else "burn")
+    # Who is burning is asked of STS after containment: nothing slow comes before it.
+    ctx = open_context(settings, deps, lock_for=None if dry_run else "burn", identify=False)
     calls = ctx.aws.call_log()
+    calls.take_own()  # from here on, this context's calls are collected (the observe step)
     folder = ctx.files.incidents
     incident = _find_incident(ctx, folder, resume)
     instance: InstanceInfo | None
     found = ctx.aws.compute.find_instances(settings.name) if incident is None else []
     if incident is None:
         incident = _adopt_tagged_incident(found, settings, ctx, started)
+    opened_now = incident is None
     if incident is None:
         instances = [i for i in found if TAG_INCIDENT not in i.tags]
         if not instances:
@@ -90,7 +96,6 @@ def burn(
             region=ctx.aws.region,
             reason=clean_reason(reason),
             started_at=started.isoformat(),
-            operator=ctx.operator,
         )
         incident.pre_incident = pre_incident(instance)
         incident.keys["old"] = {
@@ -114,13 +119,25 @@ def burn(
         planned = planned_calls(ctx, incident, instance, todo, keep_instance)
         return BurnResult(incident, record_path, todo, True, planned)
     state = BurnState(
-        ctx, deps, incident, instance, IncidentFolder(record_path.parent), keep_instance
+        ctx,
+        deps,
+        incident,
+        instance,
+        IncidentFolder(record_path.parent),
+        keep_instance,
+        fresh=opened_now,
     )
     run = BurnRun(state, calls)
-    incident.api_calls.extend({"step": "observe", **c} for c in calls)
-    run.save()
+    incident.api_calls.extend({"step": "observe", **c} for c in calls.take_own())
+    contain = [s for s in todo if s in CONTAIN]
+    # Independent at once; the two interface swaps in order (allow-all, then isolation).
+    run.batch([[s for s in contain if s in chain] for chain in CONTAIN_CHAINS])
+    if not incident.operator:
+        incident.operator = ctx.operator
+    incident.timings.setdefault("startup_s", _seconds(started, invoked))
     for step in todo:
-        run.step(step)
+        if step not in CONTAIN:
+            run.step(step)
     if relaunch:
         incident.mark("recovered", deps.clock.now())
     if state.instance is not None:  # kept for forensics: no longer an unfinished incident
@@ -165,9 +182,12 @@ def _adopt_tagged_incident(
         region=ctx.aws.region,
         reason="(adopted from AWS tags; the original record is on another machine)",
         started_at=now.isoformat(),
-        operator=ctx.operator,
     )
     incident.pre_incident = pre_incident(instance)
     trusted_by = instance.tags.get(TAG_INCIDENT_APP_GROUPS, "")
     incident.containment["app_groups"] = [g for g in trusted_by.split(",") if g]
     return incident
+
+
+def _seconds(start: datetime, end: datetime) -> float:
+    return round((end - start).total_seconds(), 3)

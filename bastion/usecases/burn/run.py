@@ -1,7 +1,15 @@
-"""Run burn's steps in order: each journaled before and after (with AWS request ids), then saved."""
+"""Run burn's steps: each journaled before and after (with AWS request ids), then saved.
+
+Containment runs as one batch: its intents journaled in one append, its independent steps at
+once (each chain in its own thread; a chain's steps in order), each result journaled as it
+lands, the record saved once. Nothing else starts before the whole batch has ended.
+"""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
@@ -12,16 +20,18 @@ from bastion.usecases.burn.destroy import Destruction
 from bastion.usecases.burn.preserve import Preservation
 from bastion.usecases.burn.recover import Recovery
 from bastion.usecases.burn.state import BurnState, Step
+from bastion.usecases.ports import CallLog
 
 
 class BurnRun:
     """Executes burn steps, each idempotent, journaled before and after."""
 
-    def __init__(self, state: BurnState, calls: list[dict[str, str]]) -> None:
+    def __init__(self, state: BurnState, calls: CallLog) -> None:
         self.state = state
         self.deps, self.incident = state.deps, state.incident
         self.calls = calls
         self.handlers: dict[str, Step] = {}
+        self._record = threading.Lock()
         for phase in (Containment, Preservation, Destruction, Recovery):
             self.handlers.update(phase(state).table())
 
@@ -29,32 +39,58 @@ class BurnRun:
         """Write report.json and report.md atomically (0600: they name resources and hashes)."""
         self.state.folder.save(self.incident)
 
-    def journal(self, entry: dict[str, Any], at: datetime | None = None) -> None:
-        """Append one line to the incident journal."""
-        self.state.folder.journal({"at": (at or self.deps.clock.now()).isoformat(), **entry})
+    def journal(self, *entries: dict[str, Any], at: datetime | None = None) -> None:
+        """Append lines to the incident journal, in one write."""
+        when = (at or self.deps.clock.now()).isoformat()
+        self.state.folder.journal(*({"at": when, **entry} for entry in entries))
 
     def step(self, name: str) -> None:
         """Run one step: journal intent, run, journal result with request ids, save."""
-        self.deps.reporter.step(f"[{self.incident.incident_id}] {STEP_SUMMARY[name]}")
         self.journal({"step": name, "phase": "intent"})
+        try:
+            self._run(name)
+        finally:
+            self.save()
+
+    def batch(self, chains: Sequence[Sequence[str]]) -> None:
+        """Run chains of steps at once (each chain in order), then save the record once."""
+        chains = [chain for chain in chains if chain]
+        self.journal(*({"step": s, "phase": "intent"} for chain in chains for s in chain))
+        try:
+            with ThreadPoolExecutor(max_workers=max(len(chains), 1)) as pool:
+                futures = [pool.submit(self._run_chain, chain) for chain in chains]
+            for future in futures:
+                future.result()  # the first failure, once every chain has ended
+        finally:
+            self.save()
+
+    def _run_chain(self, chain: Sequence[str]) -> None:
+        for name in chain:
+            self._run(name)
+
+    def _run(self, name: str) -> None:
+        self.deps.reporter.step(f"[{self.incident.incident_id}] {STEP_SUMMARY[name]}")
         if self.deps.before_each is not None:
             self.deps.before_each(Action(name, STEP_SUMMARY[name]))
-        del self.calls[:]  # what came before is already in the record
-        handler = self.handlers[name]
+        self.calls.take_own()  # what came before is already in the record
         try:
-            outcome = handler() or {}
+            outcome = self.handlers[name]() or {}
         except Exception as exc:
-            calls = list(self.calls)
-            self.incident.api_calls.extend({"step": name, **c} for c in calls)
-            self.journal({"step": name, "phase": "failed", "error": str(exc)[:300], "calls": calls})
-            self.save()
+            calls = self.calls.take_own()
+            with self._record:
+                self.incident.api_calls.extend({"step": name, **c} for c in calls)
+                self.journal(
+                    {"step": name, "phase": "failed", "error": str(exc)[:300], "calls": calls}
+                )
             raise
-        calls = list(self.calls)
-        self.incident.api_calls.extend({"step": name, **c} for c in calls)
-        done_at = self.deps.clock.now()
-        self.journal({"step": name, "phase": "done", "result": outcome, "calls": calls}, done_at)
-        self.incident.steps_done.append(name)
-        for phase, members in PHASES:
-            if name == members[-1]:
-                self.incident.mark(phase, done_at)
-        self.save()
+        calls = self.calls.take_own()
+        with self._record:
+            self.incident.api_calls.extend({"step": name, **c} for c in calls)
+            done_at = self.deps.clock.now()
+            self.journal(
+                {"step": name, "phase": "done", "result": outcome, "calls": calls}, at=done_at
+            )
+            self.incident.steps_done.append(name)
+            for phase, members in PHASES:
+                if set(members) <= set(self.incident.steps_done):
+                    self.incident.mark(phase, done_at)

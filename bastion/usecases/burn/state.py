@@ -26,6 +26,8 @@ class BurnState:
     instance: InstanceInfo | None
     folder: IncidentFolder
     keep_instance: bool
+    # Opened by this run: nothing of it exists in AWS yet, so containment looks nothing up.
+    fresh: bool = False
 
     def group_name(self, kind: str) -> str:
         """Return the name of the incident's temporary `kind` group (open, isolate)."""

@@ -20,21 +20,31 @@ from bastion.usecases.ports import Cloud, Deps
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass
 class Context:
     """One gateway's AWS connection, local files and operator identity."""
 
     settings: Settings
     aws: Cloud
     files: GatewayFiles
-    operator: str
+    known_operator: str | None = None
+
+    @property
+    def operator(self) -> str:
+        """Return the caller's ARN, asked of STS the first time it is needed."""
+        if self.known_operator is None:
+            self.known_operator = self.aws.caller_arn()
+        return self.known_operator
 
 
-def open_context(settings: Settings, deps: Deps, lock_for: str | None = None) -> Context:
+def open_context(
+    settings: Settings, deps: Deps, lock_for: str | None = None, identify: bool = True
+) -> Context:
     """Connect, identify the caller and locate the gateway's local folder.
 
     `lock_for` names a command that will change the gateway: it then holds the gateway's lock
     (see adapters.lock) before any AWS call, so two bastions on this machine never interleave.
+    `identify=False` leaves the caller's identity (an STS call) until it is first needed.
     """
     aws = deps.aws(settings)
     folder = settings.gateway_dir(aws.region).expanduser()
@@ -48,9 +58,11 @@ def open_context(settings: Settings, deps: Deps, lock_for: str | None = None) ->
             deps.reporter,
             settings.lock_wait,
         )
-    operator = aws.caller_arn()
     files = GatewayFiles(folder, settings.name)
-    return Context(settings, aws, files, operator)
+    context = Context(settings, aws, files)
+    if identify:
+        context.operator  # noqa: B018  (missing credentials fail here, before anything else)
+    return context
 
 
 def allowed_cidrs(settings: Settings, deps: Deps) -> tuple[str, ...]:
