@@ -38,8 +38,9 @@ class FakeConsoles:
     silent: bool = False  # nothing printed yet (a boot that never finishes)
     latest: str | None = None  # the key of the instance that booted last
     reads: list[str] = field(default_factory=list)
-    # Boots the instance for real (a local sshd) and returns the key it made, when given.
-    boot: Callable[[str], str] | None = None
+    # Boots the instance for real (a local sshd) and returns the key it made, when given
+    # (None: not one it boots, say an app host; that one gets a key made here).
+    boot: Callable[[str], str | None] | None = None
     # Refuse `Latest=True` as EC2 does on instance types without a live console buffer.
     refuse_latest: bool = False
     requests: list[dict[str, list[str]]] = field(default_factory=list)
@@ -51,7 +52,7 @@ class FakeConsoles:
     def key_of(self, instance_id: str) -> str:
         """Return the host key instance `instance_id` made at its first boot."""
         if instance_id not in self.keys:
-            made = self.boot(instance_id) if self.boot else generate_key("").public_line
+            made = (self.boot(instance_id) if self.boot else None) or generate_key("").public_line
             self.keys[instance_id] = " ".join(made.split()[:2])
             self.latest = self.keys[instance_id]
         return self.keys[instance_id]

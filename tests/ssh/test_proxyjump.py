@@ -217,8 +217,11 @@ def test_written_config_follows_a_relaunch_with_a_new_host_key(
         )
         booted: dict[str, LocalGateway] = {}
 
-        def boot(instance_id: str) -> str:
-            # The instance boots (its own host key, on its console) when `up` reads its console.
+        def boot(instance_id: str) -> str | None:
+            # The gateway boots (its own host key, on its console) when `up` reads its console.
+            value = ec2.describe_instance_attribute(InstanceId=instance_id, Attribute="userData")
+            if "Value" not in value.get("UserData", {}):
+                return None  # app-1: no gateway to boot
             booted[instance_id] = _boot(ec2, instance_id, port)
             return booted[instance_id].host_public_key
 
