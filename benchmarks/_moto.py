@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,18 +22,38 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _print_consoles(endpoint: str, directory: Path, stop: threading.Event) -> None:
+    """Stand in for each gateway's first boot: print a host key on its console (no sshd)."""
+    import boto3
+
+    from bastion.adapters.keys import generate_key
+    from bastion.testing.console import console_path, host_key_block, publish
+
+    ec2 = boto3.client("ec2", endpoint_url=endpoint, region_name="us-east-1")
+    while not stop.wait(0.05):
+        with contextlib.suppress(Exception):
+            reservations = ec2.describe_instances(
+                Filters=[{"Name": "tag:bastion:role", "Values": ["gateway"]}]
+            )["Reservations"]
+            for instance in [i for r in reservations for i in r["Instances"]]:
+                if not console_path(directory, instance["InstanceId"]).exists():
+                    key = generate_key("").public_line
+                    publish(directory, instance["InstanceId"], host_key_block([key]))
+
+
 @contextlib.contextmanager
 def moto_server() -> Iterator[str]:
-    """Run moto_server, point the AWS environment at it, and yield its endpoint."""
+    """Run moto_server (with the console seam), point the AWS environment at it, yield it."""
     port = free_port()
-    binary = Path(sys.executable).parent / "moto_server"
+    home = tempfile.mkdtemp(prefix="bastion-bench-")
+    consoles = Path(home) / "consoles"
     process = subprocess.Popen(
-        [str(binary), "-H", "127.0.0.1", "-p", str(port)],
+        [sys.executable, "-m", "bastion.testing.console", "moto-server", "-p", str(port),
+         "--console-dir", str(consoles)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-    )
+    )  # fmt: skip
     endpoint = f"http://127.0.0.1:{port}"
-    home = tempfile.mkdtemp(prefix="bastion-bench-")
     os.environ.update(
         AWS_ENDPOINT_URL=endpoint,
         AWS_ACCESS_KEY_ID="bench",
@@ -48,7 +69,13 @@ def moto_server() -> Iterator[str]:
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
                 break
             time.sleep(0.05)
+        stop = threading.Event()
+        printer = threading.Thread(
+            target=_print_consoles, args=(endpoint, consoles, stop), daemon=True
+        )
+        printer.start()
         yield endpoint
+        stop.set()
     finally:
         process.terminate()
         process.wait(timeout=10)

@@ -78,13 +78,15 @@ STAGED_HOST_KEY_CONFIG_DIR = "/etc/ssh/bastion/sshd_config.d"
 GATEWAY_HOME = "/var/lib/bastion"
 # The login user forwards to SSH only, on any host: the egress rule says which hosts.
 APP_SSH_ONLY = ("*:22",)
+STRAY_HOST_KEYS_COMMAND = (
+    "find /etc/ssh -maxdepth 1 -name 'ssh_host_*_key*' ! -name 'ssh_host_ed25519_key*' -delete"
+)
 
 _USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 _ED25519_PUBLIC_RE = re.compile(r"^ssh-ed25519 [A-Za-z0-9+/]+={0,2}( [\x20-\x7e]*)?$")
 _PATH_RE = re.compile(r"^/[A-Za-z0-9._/-]*$")
 _PERMIT_OPEN_RE = re.compile(r"^(\*|[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\]):(\*|[0-9]{1,5})$")
 _PLAIN_KEY_RE = re.compile(r"^[a-z][a-z0-9_]*$")
-_PRIVATE_KEY_HEADER = "-----BEGIN OPENSSH PRIVATE KEY-----"
 
 
 @dataclass(frozen=True)
@@ -111,8 +113,6 @@ class UserDataParams:
 
     sshd: SshdParams
     image_family: str
-    host_private_key: str
-    host_public_key: str
     login_public_key: str
     admin_public_key: str
     # The VPC's CIDRs (IPv4 and any IPv6): where the login user's forwards may go on tcp/22.
@@ -261,14 +261,12 @@ def render_user_data(params: UserDataParams) -> str:
     forced = KEYCTL_COMMAND.replace("\\", "\\\\").replace('"', '\\"')
     admin_line = f'restrict,command="{forced}" {params.admin_public_key.strip()}'
     config: dict[str, object] = {
-        # Seeding the host key is what lets bastion pin it before the first connection.
-        "ssh_keys": {
-            "ed25519_private": _with_newline(params.host_private_key),
-            "ed25519_public": params.host_public_key.strip(),
-        },
+        # No private key travels in user data: the instance makes its own Ed25519 host key at
+        # first boot and prints it on its console, where bastion reads it through the EC2 API
+        # (GetConsoleOutput) and pins it before the first connection.
         "ssh_deletekeys": True,
-        # Ignored while ssh_keys is given; the schema wants one entry, so name the seeded type.
         "ssh_genkeytypes": ["ed25519"],
+        "ssh": {"emit_keys_to_console": True},
         "disable_root": True,
         # The EC2 key pair's public key stays out of every authorized_keys file (cloud-init
         # would write it for root, where `bastion rotate` never looks): bastion's own files
@@ -316,9 +314,17 @@ def render_user_data(params: UserDataParams) -> str:
         ],
         "bootcmd": list(boot_commands(params.image_family, sshd.port, params.vpc_cidrs)),
         # sshd -t guards every start, so a bad config never takes the running sshd down.
-        "runcmd": list(port_commands(params.image_family, sshd.port)),
+        "runcmd": [
+            *port_commands(params.image_family, sshd.port),
+            # After sshd is up: the keys a first boot's `ssh-keygen -A` (sshd-keygen) adds, which
+            # sshd does not serve, go, so the console and /etc/ssh name only the Ed25519 key
+            # (keys_to_console runs after runcmd).
+            STRAY_HOST_KEYS_COMMAND,
+        ],
     }
     text = "#cloud-config\n" + _to_yaml(config)
+    if "PRIVATE KEY" in text:  # never: a key in user data outlives the instance's whole life
+        raise UsageError("the user data would carry a private key; refusing to launch it")
     size = len(text.encode())
     if size > USER_DATA_LIMIT:
         raise UsageError(
@@ -443,7 +449,6 @@ def _validate_user_data(params: UserDataParams) -> None:
     _validate_sshd(params.sshd)
     image_needs(params.image_family)
     for what, key in (
-        ("host public key", params.host_public_key),
         ("login public key", params.login_public_key),
         ("admin public key", params.admin_public_key),
     ):
@@ -454,8 +459,3 @@ def _validate_user_data(params: UserDataParams) -> None:
             )
     if params.login_public_key.split()[:2] == params.admin_public_key.split()[:2]:
         raise UsageError("login and admin keys must differ; generate a separate admin key")
-    private = params.host_private_key.strip()
-    if not private.startswith(_PRIVATE_KEY_HEADER) or "\x00" in private:
-        raise UsageError(
-            f"host private key must be an OpenSSH PEM key starting with {_PRIVATE_KEY_HEADER}"
-        )

@@ -59,6 +59,8 @@ class AppHost:
     instance_id: str
     name: str | None
     address: str
+    # The Ed25519 key its console printed: pinned strictly (under the instance id as alias).
+    host_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,7 @@ class HostBlock:
     aliases: tuple[str, ...]
     address: str
     instance_id: str
+    pinned: bool = False
 
 
 @dataclass(frozen=True)
@@ -161,7 +164,9 @@ def host_blocks(config: ClientConfig) -> tuple[HostBlock, ...]:
         alias = names[host.instance_id]
         usable = alias and counts[alias] == 1 and alias != config.gateway.alias
         aliases = (alias, host.instance_id) if usable and alias else (host.instance_id,)
-        blocks.append(HostBlock(aliases, host.address, host.instance_id))
+        blocks.append(
+            HostBlock(aliases, host.address, host.instance_id, pinned=host.host_key is not None)
+        )
     return tuple(blocks)
 
 
@@ -203,7 +208,7 @@ def render_client_config(config: ClientConfig) -> str:
             "",
             f"Host {' '.join(block.aliases)}",
             f"    HostName {_value(block.address, 'app host address')}",
-            *app_options,
+            *(_pinned_app_options(config, block) if block.pinned else app_options),
         ]
     if config.patterns:
         source = f" ({config.pattern_source})" if config.pattern_source else ""
@@ -216,6 +221,31 @@ def render_client_config(config: ClientConfig) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _pinned_app_options(config: ClientConfig, block: HostBlock) -> list[str]:
+    # Its console showed its key: pinned under the instance id (an address may be reused),
+    # and nothing else is accepted.
+    options = [o for o in _app_options(config) if "StrictHostKeyChecking" not in o]
+    at = next(i for i, o in enumerate(options) if o.strip().startswith("ForwardAgent"))
+    return [
+        *options[:at],
+        f"    HostKeyAlias {_value(block.instance_id, 'instance id')}",
+        "    StrictHostKeyChecking yes",
+        *options[at:],
+    ]
+
+
+def app_known_hosts_text(existing: str, hosts: tuple[AppHost, ...]) -> str:
+    """Return app_known_hosts with each console-pinned host's line (keyed by instance id).
+
+    Lines for those instance ids are replaced; every other line (keys learned on first use for
+    hosts whose console shows none) is kept as it is.
+    """
+    pinned = {h.instance_id: h.host_key for h in hosts if h.host_key}
+    kept = [line for line in existing.splitlines() if line.split(" ", 1)[0] not in pinned]
+    added = [f"{iid} {' '.join(str(key).split()[:2])}" for iid, key in sorted(pinned.items())]
+    return "".join(f"{line}\n" for line in kept + added)
+
+
 def _app_options(config: ClientConfig) -> list[str]:
     options = [f"    ProxyJump {config.gateway.alias}"]
     if config.app_user:
@@ -223,8 +253,8 @@ def _app_options(config: ClientConfig) -> list[str]:
     if config.app_identity:
         options += [f"    IdentityFile {_path(config.app_identity)}", "    IdentitiesOnly yes"]
     if config.app_known_hosts:
-        # App host keys cannot be pinned in advance; learn each once (over the pinned gateway)
-        # and refuse a changed one. Kept per gateway, away from the user's own known_hosts.
+        # A host whose console shows no key: learn it once (over the pinned gateway) and refuse
+        # a changed one. Kept per gateway, away from the user's own known_hosts.
         options += [
             f"    UserKnownHostsFile {_path(config.app_known_hosts)}",
             "    StrictHostKeyChecking accept-new",

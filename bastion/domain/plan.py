@@ -258,6 +258,16 @@ def plan_up(
                 "run `bastion status` and check for tampering"
             )
     actions.append(Action("wait_running", "wait for the instance to be running", mutating=False))
+    if instance is None or local.pinned_host_key is None:
+        # The host key is the instance's own (none travels in user data): read from its
+        # console through the EC2 API, never learned over the network.
+        actions.append(
+            Action(
+                "pin_host_key",
+                "pin the host key the instance prints on its console (GetConsoleOutput); "
+                "tag its fingerprint",
+            )
+        )
 
     # sg-app: SSH only from the gateway group.
     app = observed.app_group

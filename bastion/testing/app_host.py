@@ -131,6 +131,18 @@ class LocalAppHost:
         self._wait_until_listening()
         return self
 
+    def console_text(self) -> str:
+        """Return what cloud-init would print on this host's console about its host key."""
+        from bastion.testing.console import host_key_block
+
+        return host_key_block([self.host_public_key], "app-host")
+
+    def publish_console(self, directory: Path, instance_id: str) -> Path:
+        """Write this host's console as that of EC2 instance `instance_id` (the console seam)."""
+        from bastion.testing.console import publish
+
+        return publish(directory, instance_id, self.console_text())
+
     def known_hosts_line(self) -> str:
         """Return the known_hosts line for this host as ssh looks it up (ADDR, or `[ADDR]:PORT`)."""
         name = self.host if self.port == 22 else f"[{self.host}]:{self.port}"
@@ -205,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--user", default=APP_USER, help="login user (created if missing)")
     parser.add_argument("--authorized-key", type=Path, required=True, help="public key file")
     parser.add_argument("--known-hosts", type=Path, help="write its known_hosts line here")
+    parser.add_argument("--console-dir", type=Path, help="publish its console here ...")
+    parser.add_argument("--instance-id", help="... as the console of this EC2 instance")
     args = parser.parse_args(argv)
 
     def on_term(signum: int, frame: FrameType | None) -> None:
@@ -218,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, LocalGatewayError, subprocess.CalledProcessError) as exc:
         print(f"app host: {exc}", file=sys.stderr)
         return 1
+    if args.console_dir and args.instance_id:
+        host.publish_console(args.console_dir, args.instance_id)
     if args.known_hosts:
         args.known_hosts.write_text(host.known_hosts_line())
     print(f"app host listening on {host.host}:{host.port} as {host.user}", flush=True)

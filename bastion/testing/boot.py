@@ -16,7 +16,8 @@ From the shell (as root):
     python -m bastion.testing.boot build          # build or refresh the cached image
     python -m bastion.testing.boot check          # exit 0 only if this machine can boot it
     python -m bastion.testing.boot serve --port N # boot every gateway moto runs, on 127.0.0.1:N
-    python -m bastion.testing.boot moto-server -p N  # moto_server with Debian's AMI parameter
+    python -m bastion.testing.boot moto-server -p N [--console-dir D]  # moto_server with
+        # Debian's AMI parameter (and, with D, each booted guest's real console, see console.py)
 
 What it does not prove: EC2's own datasource (NoCloud stands in for the metadata service),
 EC2 itself (moto stands in), and the kernel (under nspawn the guest runs on this machine's).
@@ -410,7 +411,7 @@ class BootedGateway:
     ProxyJump belong in `app_network`, the VPC stand-in).
     """
 
-    user_data: str = field(repr=False)  # it holds the host's private key
+    user_data: str = field(repr=False)
     instance_id: str = "i-0b00700000000000"
     hostname: str = "ip-10-0-0-10"
     public_keys: Mapping[str, str] = field(default_factory=dict)
@@ -683,7 +684,7 @@ class BootedGateway:
         machine_id.write_text("" if self.machine_id == "empty" else "uninitialized\n")
         seed = self.root / "var" / "lib" / "cloud" / "seed" / "nocloud"
         seed.mkdir(mode=0o755, parents=True, exist_ok=True)
-        # 0600 from the start: the user data holds the gateway's private host key.
+        # 0600 from the start, as cloud-init keeps its copy (user data may hold secrets).
         fd = os.open(seed / "user-data", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(self.user_data)
@@ -1196,8 +1197,12 @@ def _pipe(source: socket.socket, target: socket.socket) -> None:
 # --- moto_server with Debian's public image parameter ------------------------------------
 
 
-def moto_server(argv: Sequence[str]) -> None:
-    """Run moto_server with a Debian 13 AMI and its SSM public parameter (moto has neither)."""
+def moto_server(argv: Sequence[str], console_dir: Path | None = None) -> None:
+    """Run moto_server with a Debian 13 AMI and its SSM public parameter (moto has neither).
+
+    With `console_dir`, GetConsoleOutput answers the consoles written there (`serve --console-dir`
+    writes each guest's real console), through `bastion.testing.console`.
+    """
     amis_path = Path(tempfile.mkstemp(prefix="bastion-moto-amis-", suffix=".json")[1])
     from moto.utilities.utils import load_resource
 
@@ -1251,7 +1256,13 @@ def moto_server(argv: Sequence[str]) -> None:
 
     ssm_models.ParameterDict._check_loading_status = with_debian  # type: ignore[method-assign]
     try:
-        moto_main(list(argv))
+        if console_dir is None:
+            moto_main(list(argv))
+        else:
+            from bastion.testing.console import serve_moto
+
+            host = argv[list(argv).index("-H") + 1] if "-H" in argv else "127.0.0.1"
+            serve_moto(host, int(argv[list(argv).index("-p") + 1]), console_dir)
     finally:
         amis_path.unlink(missing_ok=True)
 
@@ -1408,6 +1419,9 @@ def main(argv: list[str] | None = None) -> int:
     moto = commands.add_parser("moto-server", help="moto_server with Debian 13's AMI parameter")
     moto.add_argument("-H", "--host", default="127.0.0.1")
     moto.add_argument("-p", "--port", type=int, required=True)
+    moto.add_argument(
+        "--console-dir", type=Path, help="answer GetConsoleOutput from INSTANCE_ID.console here"
+    )
     args = parser.parse_args(argv)
 
     try:
@@ -1423,7 +1437,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"boot tier ready ({path if path.exists() else 'image not built yet'})")
             return 0
         if args.command == "moto-server":
-            moto_server(["-H", args.host, "-p", str(args.port)])
+            moto_server(["-H", args.host, "-p", str(args.port)], args.console_dir)
             return 0
         return _serve(args)
     except BootError as exc:

@@ -1,15 +1,18 @@
 """Run a gateway's sshd on loopback, built only from the instance's own cloud-init user data.
 
 The stand-in does what cloud-init would do on the instance, minus the package manager: it takes
-/etc/ssh/sshd_config, the seeded host key, the authorized_keys files and the users from the user
-data, writes the files into a private directory, rewrites only the filesystem paths in the config
-(HostKey, AuthorizedKeysFile, PidFile, Include; with `install_keyctl`, the key-management command
-too), drops what this machine's older sshd cannot parse (newer key exchanges, PerSourcePenalties)
-and starts `sshd -D` on 127.0.0.1. It runs no bootcmd: the login user's egress rule (an owner
-match on the gateway's firewall) would confine this machine's own user, so only `PermitOpen *:22`
-confines its forwards here, and app hosts stand in on port 22 of 127.0.0.N (`app_host`); the boot
-tier (`boot.py`) applies and tests the rule. It needs root (sshd switches to the gateway's system
-users, which it creates when missing). Run it from the shell with
+/etc/ssh/sshd_config, the authorized_keys files and the users from the user data, makes the
+instance's own Ed25519 host key (as cloud-init's `ssh_genkeytypes` does at first boot; a key
+seeded through `ssh_keys` is used instead, should user data carry one), writes the files into a
+private directory, keeps what cloud-init would print on the console (`console_text`),
+rewrites only the filesystem paths in the config (HostKey, AuthorizedKeysFile, PidFile,
+Include; with `install_keyctl`, the key-management command too), drops what this machine's older
+sshd cannot parse (newer key exchanges, PerSourcePenalties) and starts `sshd -D` on 127.0.0.1.
+It runs no bootcmd: the login user's egress rule (an owner match on the gateway's firewall) would
+confine this machine's own user, so only `PermitOpen *:22` confines its forwards here, and app
+hosts stand in on port 22 of 127.0.0.N (`app_host`); the boot tier (`boot.py`) applies and tests
+the rule. It needs root (sshd switches to the gateway's system users, which it creates when
+missing). Run it from the shell with
 `python -m bastion.testing.local_gateway --user-data FILE --port N`.
 """
 
@@ -79,7 +82,9 @@ class LocalGateway:
         port: int | None = None,
         workdir: Path | None = None,
         install_keyctl: bool = False,
+        host_key: str | None = None,
     ) -> None:
+        """`host_key` (OpenSSH private key) stands in for the key the instance made, for tests."""
         self._cloud_config = _parse_user_data(user_data)
         self.port = port if port is not None else free_port()
         self._own_workdir = workdir is None
@@ -93,7 +98,7 @@ class LocalGateway:
         self.install_keyctl = install_keyctl
         keys = self._cloud_config.get("ssh_keys") or {}
         self.host_public_key: str = str(keys.get("ed25519_public", "")).strip()
-        self._host_private_key: str = str(keys.get("ed25519_private", ""))
+        self._host_private_key: str = host_key or str(keys.get("ed25519_private", ""))
         self.users: tuple[tuple[str, str, str | None], ...] = _users(self._cloud_config)
         self._sudoers_path: Path | None = None
         self._process: subprocess.Popen[bytes] | None = None
@@ -108,8 +113,6 @@ class LocalGateway:
                 "LocalGateway needs root: sshd must switch to the gateway's users"
                 " (and creates them with useradd); run the tests as root or in a container"
             )
-        if not self._host_private_key.strip():
-            raise LocalGatewayError("the user data seeds no ssh_keys.ed25519_private host key")
         self._write_files()
         for name, shell, home in self.users:
             _ensure_user(name, shell, home)
@@ -152,6 +155,14 @@ class LocalGateway:
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
+    def console_text(self, hostname: str = "ip-10-0-0-10") -> str:
+        """Return what cloud-init prints on the console about this gateway's host key."""
+        from bastion.testing.console import host_key_block
+
+        if not self.host_public_key:
+            raise LocalGatewayError("the gateway has no host key yet; start it first")
+        return host_key_block([self.host_public_key], hostname)
+
     def wait(self) -> int:
         """Block until sshd exits and return its exit status."""
         if self._process is None:
@@ -185,7 +196,17 @@ class LocalGateway:
         for path, content in _write_files(self._cloud_config):
             if str(Path(path).parent) == keys_dir:
                 _write(self.authorized_keys_dir / Path(path).name, content, 0o644)
-        _write(self.host_key_path, _with_newline(self._host_private_key), 0o600)
+        if self._host_private_key.strip():
+            _write(self.host_key_path, _with_newline(self._host_private_key), 0o600)
+            derived = subprocess.run(
+                ["ssh-keygen", "-y", "-f", str(self.host_key_path)],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            self.host_public_key = " ".join(derived.stdout.split()[:2]) or self.host_public_key
+        else:
+            self.host_public_key = _generate_host_key(self.host_key_path)
         original = config
         config = _fit_to_local_sshd(self._rewrite_paths(config))
         if self.install_keyctl:
@@ -262,6 +283,21 @@ class LocalGateway:
                 time.sleep(0.05)
         self.stop()
         raise LocalGatewayError(f"sshd did not listen on {self.host}:{self.port} within 10s")
+
+
+def _generate_host_key(path: Path) -> str:
+    """Make an Ed25519 host key at `path` (as cloud-init does at first boot); return it."""
+    path.unlink(missing_ok=True)
+    Path(f"{path}.pub").unlink(missing_ok=True)
+    result = subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "", "-f", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise LocalGatewayError(f"ssh-keygen could not make a host key: {result.stderr.strip()}")
+    return " ".join(Path(f"{path}.pub").read_text().split()[:2])
 
 
 def _make_workdir() -> Path:

@@ -7,6 +7,11 @@ each new connection asks moto which gateway runs at that moment (the newest gene
 blue/green relaunch runs two) and is piped to that gateway's sshd. So a terminated gateway stops
 answering at once, and the next connection meets its replacement: there is no window in which
 the old host key answers for the new instance.
+
+Each gateway is booted as soon as moto runs it (a watcher polls), not on the first connection:
+like a real instance, it makes its own host key and prints it on its console, which
+`--console-dir` keeps (`INSTANCE_ID.console`) for the console seam in front of moto
+(`bastion.testing.console`), so `bastion up` can pin the key before it connects.
 """
 
 from __future__ import annotations
@@ -19,9 +24,11 @@ import socket
 import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from bastion.testing.console import publish
 from bastion.testing.local_gateway import LOOPBACK, LocalGateway
 
 Target = tuple[str, int]
@@ -57,8 +64,15 @@ def _generation(instance: dict[str, Any]) -> int:
 class GatewayPool:
     """The local sshd of each gateway instance, started on first use, stopped once it is gone."""
 
-    def __init__(self, ec2: Any, name: str, log: Callable[[str], None] = print) -> None:
+    def __init__(
+        self,
+        ec2: Any,
+        name: str,
+        log: Callable[[str], None] = print,
+        console_dir: Path | None = None,
+    ) -> None:
         self._ec2 = ec2
+        self._console_dir = console_dir
         self._name = name
         self._log = log
         self._lock = threading.Lock()
@@ -79,6 +93,8 @@ class GatewayPool:
                 gateway = LocalGateway(user_data, install_keyctl=True).start()
                 self._booted[instance_id] = gateway
                 self._log(f"stand-in: {instance_id} boots as sshd on {LOOPBACK}:{gateway.port}")
+                if self._console_dir is not None:
+                    publish(self._console_dir, instance_id, gateway.console_text())
             gateway = self._booted[instance_id]
             return gateway.host, gateway.port
 
@@ -137,16 +153,29 @@ def _pipe(source: socket.socket, sink: socket.socket) -> None:
         sink.shutdown(socket.SHUT_WR)
 
 
-def watch(name: str, port: int) -> None:
+def watch(name: str, port: int, console_dir: Path | None = None, poll: float = 0.2) -> None:
     """Serve gateway `name` from moto on 127.0.0.1:`port` until interrupted."""
     import boto3
 
-    pool = GatewayPool(boto3.client("ec2"), name, log=lambda line: print(line, flush=True))
+    pool = GatewayPool(
+        boto3.client("ec2"), name, log=lambda line: print(line, flush=True), console_dir=console_dir
+    )
     router = Router(port, pool.current)
+    stop = threading.Event()
+
+    def boot_when_launched() -> None:
+        while not stop.wait(poll):
+            try:
+                pool.current()
+            except Exception as exc:  # moto restarting, a failed boot: keep watching
+                print(f"stand-in: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+
+    threading.Thread(target=boot_when_launched, name="stand-in-watch", daemon=True).start()
     print(f"stand-in: routing 127.0.0.1:{router.port} to gateway {name!r}", flush=True)
     try:
         router.serve_forever()
     finally:
+        stop.set()
         router.close()
         pool.stop()
 
@@ -156,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bastion.testing.stand_in")
     parser.add_argument("--name", default="default", help="gateway name")
     parser.add_argument("--port", type=int, required=True, help="loopback port for sshd")
+    parser.add_argument("--console-dir", type=Path, help="write each gateway's console here")
     args = parser.parse_args(argv)
 
     def on_term(signum: int, frame: FrameType | None) -> None:
@@ -163,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_term)
     try:
-        watch(args.name, args.port)
+        watch(args.name, args.port, args.console_dir)
     except KeyboardInterrupt:
         return 0
     except Exception as exc:

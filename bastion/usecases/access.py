@@ -20,6 +20,7 @@ from bastion.usecases.shared.clientconfig import (
     SshConfigOptions,
     build_client_config,
     read_record,
+    unpinned_app_hosts,
     write_local_copy,
 )
 from bastion.usecases.shared.context import open_context
@@ -51,10 +52,11 @@ def ssh_config(
     ctx = open_context(settings, deps)
     config = build_client_config(ctx, options, settings.app_sg)
     text = sshconfig.render_client_config(config)
+    unpinned = unpinned_app_hosts(config)
     warnings = tuple(
         f"several app hosts are named {n!r}; reach them by instance id"
         for n in sshconfig.ambiguous_names(config)
-    )
+    ) + ((unpinned,) if unpinned else ())
     for warning in warnings:
         deps.reporter.warn(warning)
     if not write:

@@ -17,13 +17,14 @@ from bastion.domain.calls import is_mutating
 from bastion.domain.clock import FakeClock
 from bastion.domain.settings import Settings
 from bastion.wiring import Deps
+from tests.consoles import FakeConsoles
 
 CALLER_IP = "203.0.113.7"
 
 
 @dataclass
 class FakeProbe:
-    """Pretends the gateway's sshd answers with whatever host key was pinned."""
+    """Pretends the gateway's sshd answers with the key its console printed (or an impostor's)."""
 
     reachable: bool = True
     host_key_override: str | None = None
@@ -32,6 +33,7 @@ class FakeProbe:
     login_listing: str | None = None
     admin_channel: bool = True
     keyctl_requests: list[str] = field(default_factory=list)
+    consoles: FakeConsoles | None = None
 
     def tcp_reachable(self, host: str, port: int) -> bool:
         self.calls.append((host, port))
@@ -41,7 +43,8 @@ class FakeProbe:
         from bastion.adapters.keys import fingerprint
         from bastion.domain.errors import HostKeyMismatchError
 
-        if self.host_key_override and self.host_key_override != pinned:
+        served = self.host_key_override or (self.consoles.latest if self.consoles else None)
+        if served and served.split()[:2] != pinned.split()[:2]:
             raise HostKeyMismatchError("host key mismatch")
         return fingerprint(pinned)
 
@@ -129,13 +132,27 @@ def fake_ip() -> FakeIp:
 
 
 @pytest.fixture
-def deps(aws: None, counter: CallCounter, probe: FakeProbe, fake_ip: FakeIp) -> Deps:
+def consoles() -> FakeConsoles:
+    return FakeConsoles()
+
+
+@pytest.fixture
+def deps(
+    aws: None, counter: CallCounter, probe: FakeProbe, fake_ip: FakeIp, consoles: FakeConsoles
+) -> Deps:
+    if isinstance(probe, FakeProbe) and probe.consoles is None:
+        probe.consoles = consoles
+
+    def attach(ec2: Ec2) -> None:
+        counter.attach(ec2)
+        consoles.attach(ec2)
+
     return Deps(
         session_factory=make_session,
         clock=FakeClock(),
         fetch=fake_ip,
         probe=probe,
-        on_ec2=counter.attach,
+        on_ec2=attach,
     )
 
 

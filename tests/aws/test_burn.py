@@ -155,7 +155,11 @@ def test_until_the_gateway_is_contained_only_containment_calls_run(
             )
             timeline.append((model.name, state))
 
+    before = deps.on_ec2
+
     def watch(ec2: Any) -> None:
+        if before:
+            before(ec2)
         ec2.ec2.meta.events.register("after-call.ec2.*", after_call)
 
     deps.on_ec2 = watch

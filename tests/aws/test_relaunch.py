@@ -56,8 +56,11 @@ def recorder(deps: Deps, counter: CallCounter, ec2_client: Any, app_sg: str) -> 
     up(make_settings(app_sg=app_sg), deps)
     recording = AppSshRecorder(ec2_client, app_sg)
 
+    before = deps.on_ec2
+
     def attach(ec2: Ec2) -> None:
-        counter.attach(ec2)
+        if before:
+            before(ec2)  # the call counter and the consoles
         recording.attach(ec2)
 
     deps.on_ec2 = attach
@@ -145,7 +148,7 @@ def test_relaunch_dry_run_changes_nothing(
     assert len(live_instances(ec2_client)) == 1
 
 
-STEPS = 22  # actions in a fresh relaunch plan (asserted below, so this cannot go stale)
+STEPS = 23  # actions in a fresh relaunch plan (asserted below, so this cannot go stale)
 
 
 def test_the_crash_tests_cover_every_step(

@@ -292,3 +292,34 @@ def test_down_removes_the_written_config(deps: Deps, app_sg: str) -> None:
     down(settings, deps)
 
     assert not written.path.exists()
+
+
+def test_app_hosts_whose_console_shows_a_key_are_pinned_strictly_the_rest_named_in_one_warning(
+    deps: Deps, ec2_client: Any, app_sg: str, consoles: Any
+) -> None:
+    from bastion.usecases.burn import burn
+
+    up(make_settings(app_sg=app_sg, allow=ALLOW), deps)
+    shown = launch_app(ec2_client, app_sg, "app-1")
+    silent = launch_app(ec2_client, app_sg, "app-2")
+    consoles.texts[silent] = "Booting...\n"  # its console never printed a key
+    reporter = RecordingReporter()
+    deps.reporter = reporter
+    settings = make_settings(app_sg=app_sg)
+
+    result = ssh_config(settings, deps, write=True)
+
+    folder = settings.gateway_dir("us-east-1")
+    pins = (folder / "app_known_hosts").read_text()
+    assert pins == f"{shown} {consoles.keys[shown]}\n"
+    blocks = {b.split("\n", 1)[0]: b for b in result.text.split("\n\n")}
+    strict = blocks[f"Host app-1 {shown}"]
+    assert f"HostKeyAlias {shown}" in strict and "StrictHostKeyChecking yes" in strict
+    loose = blocks[f"Host app-2 {silent}"]
+    assert "StrictHostKeyChecking accept-new" in loose and "HostKeyAlias" not in loose
+    unpinned = [w for w in reporter.warnings if "shows no host key" in w]
+    assert len(unpinned) == 1 and silent in unpinned[0] and shown not in unpinned[0]
+
+    burn(settings, deps, reason="app pins survive")
+
+    assert (folder / "app_known_hosts").read_text() == pins

@@ -150,7 +150,7 @@ def test_terminated_instance_is_relaunched_with_a_new_pinned_host_key(
 
     second = up(make_settings(app_sg=app_sg), deps)
 
-    assert [a.kind for a in second.plan.changes] == ["launch_instance"]
+    assert [a.kind for a in second.plan.changes] == ["launch_instance", "pin_host_key"]
     assert second.status["instance"]["id"] != first.status["instance"]["id"]
     assert second.status["host_key_fingerprint"] != first.status["host_key_fingerprint"]
     assert second.status["drift"] == []
@@ -195,7 +195,7 @@ def test_port_change_on_a_running_gateway_is_a_conflict_not_a_silent_change(
     assert counter.mutating == {}
 
 
-def test_lost_pin_is_recovered_from_user_data(deps: Deps) -> None:
+def test_lost_pin_is_recovered_from_the_console(deps: Deps) -> None:
     settings = make_settings(allow=("192.0.2.1",))
     first = up(settings, deps)
     folder = settings.gateway_dir("us-east-1")

@@ -86,6 +86,9 @@ class BootWorld:
             self.env["BASTION_VERIFY"] = "false"
         self.app_key = tmp / "app_ed25519"
         self.app_known_hosts = tmp / "app_known_hosts"
+        # Each guest's real console: the watcher writes it, moto_server answers GetConsoleOutput.
+        self.consoles = tmp / "consoles"
+        self.app_id = ""
         self._moto: subprocess.Popen[bytes] | None = None
         self._app: Any = None
         self._stop = threading.Event()
@@ -104,6 +107,8 @@ class BootWorld:
                 "moto-server",
                 "-p",
                 str(self.moto_port),
+                "--console-dir",
+                str(self.consoles),
             ],
             stdout=log,
             stderr=log,
@@ -119,7 +124,7 @@ class BootWorld:
             "default",
             self.sshd_port,
             machine_id=self.machine_id,
-            console_dir=self.tmp / "consoles",
+            console_dir=self.consoles,
             log=lambda line: print(line, file=sys.stderr, flush=True),
             app_network=self.app_network,
         )
@@ -296,6 +301,7 @@ class BootWorld:
                 {"ResourceType": "instance", "Tags": [{"Key": "Name", "Value": "app-1"}]}
             ],
         )["Instances"][0]
+        self.app_id = str(app["InstanceId"])
         self.app_ip = str(app["PrivateIpAddress"])
         return str(vpc["CidrBlock"])
 
@@ -326,6 +332,8 @@ class BootWorld:
             netns=self.app_network.name,
         ).start()
         self.app_known_hosts.write_text(self._app.known_hosts_line())
+        # app-1's console shows the stand-in's key: `ssh-config` pins it strictly from there.
+        self._app.publish_console(self.consoles, self.app_id)
 
 
 def _wait_for_port(port: int, seconds: float = 30.0) -> None:

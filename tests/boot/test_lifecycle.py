@@ -76,17 +76,36 @@ def test_cloud_init_is_done_with_no_error_and_no_recoverable_error(world: BootWo
     assert status["datasource"] == "nocloud"
 
 
-def test_the_console_shows_the_pinned_host_key_between_cloud_inits_markers(
+def test_the_pinned_key_is_the_key_on_the_real_console_and_the_key_sshd_serves(
     world: BootWorld,
 ) -> None:
+    from bastion.domain.console import host_keys_from_console
+
     gateway = world.gateway()
     gateway.wait_for_cloud_init()
     console = gateway.console_text()
     begin, end = "-----BEGIN SSH HOST KEY KEYS-----", "-----END SSH HOST KEY KEYS-----"
     assert begin in console and end in console, console[-2000:]
-    block = console.split(begin, 1)[1].split(end, 1)[0]
-    pinned = (world.folder / "host_ed25519.pub").read_text().split()[:2]
-    assert " ".join(pinned) in block
+    # The parser, on what the real cloud-init 25.1 printed: one Ed25519 key and nothing else.
+    printed = host_keys_from_console(console)
+    assert printed.blocks == 1 and set(printed.keys) == {"ssh-ed25519"}, printed
+    on_console = printed.key_of_type("ssh-ed25519")
+    pinned = " ".join((world.folder / "host_ed25519.pub").read_text().split()[:2])
+    served = gateway.run(["cat", "/etc/ssh/ssh_host_ed25519_key.pub"], check=True).stdout
+    scanned = gateway.run(
+        ["ssh-keyscan", "-t", "ed25519", "-p", str(gateway.guest_port), "127.0.0.1"]
+    ).stdout
+    assert pinned == on_console == " ".join(served.split()[:2])
+    assert on_console is not None and on_console in scanned, scanned
+    # No key sshd does not serve is left on the system (a first boot's ssh-keygen -A made some).
+    keys = gateway.run(["ls", "/etc/ssh"], check=True).stdout.split()
+    assert sorted(k for k in keys if k.startswith("ssh_host_")) == [
+        "ssh_host_ed25519_key",
+        "ssh_host_ed25519_key.pub",
+    ]
+    # and the user data it booted holds no private key
+    seeded = gateway.run(["cat", "/var/lib/cloud/seed/nocloud/user-data"], check=True).stdout
+    assert "PRIVATE KEY" not in seeded
 
 
 def test_the_login_user_forwards_through_a_real_proxyjump_and_gets_no_shell(
@@ -292,11 +311,9 @@ def test_burn_relaunches_onto_a_second_boot_that_the_rewritten_config_reaches(
             str(world.user_home / ".ssh" / "config"),
             "-o",
             "BatchMode=yes",
-            # app-1's address and port are the written config's own (its private IP, port 22).
-            "-o",
-            f"UserKnownHostsFile={world.app_known_hosts}",
-            "-o",
-            "StrictHostKeyChecking=yes",
+            # app-1's address and port are the written config's own (its private IP, port 22),
+            # and no known_hosts of the test's: app-1's key was pinned from its console, and
+            # burn kept that pin.
             "app-1",
             'echo "$(id -un) on app-1"',
         ],

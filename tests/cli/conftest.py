@@ -13,6 +13,7 @@ from tests.aws.conftest import (  # noqa: F401  (fixtures)
     FakeProbe,
     app_sg,
     aws,
+    consoles,
     counter,
     deps,
     ec2_client,

@@ -50,6 +50,8 @@ class World:
         }
         self.processes: list[subprocess.Popen[bytes]] = []
         self.tmp = tmp
+        # The stand-in writes each gateway's console here; moto_server answers from it.
+        self.consoles = tmp / "consoles"
         self.app: Any = None
 
     @property
@@ -64,7 +66,16 @@ class World:
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
         self.app = LocalAppHost(key.with_suffix(".pub").read_text()).start()
         moto = subprocess.Popen(
-            [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.moto_port)],
+            [
+                sys.executable,
+                "-m",
+                "bastion.testing.console",
+                "moto-server",
+                "-p",
+                str(self.moto_port),
+                "--console-dir",
+                str(self.consoles),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             env=self.env,
@@ -74,7 +85,15 @@ class World:
         log = (self.tmp / "stand-in.log").open("wb")
         self.processes.append(
             subprocess.Popen(
-                [sys.executable, "-m", "bastion.testing.stand_in", "--port", str(self.sshd_port)],
+                [
+                    sys.executable,
+                    "-m",
+                    "bastion.testing.stand_in",
+                    "--port",
+                    str(self.sshd_port),
+                    "--console-dir",
+                    str(self.consoles),
+                ],
                 stdout=log,
                 stderr=log,
                 env=self.env,
@@ -90,6 +109,16 @@ class World:
 
     def ec2(self) -> Any:
         return boto3.client("ec2", endpoint_url=self.env["AWS_ENDPOINT_URL"])
+
+    def bastion_env(self, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(BIN / "bastion"), *args],
+            env={**self.env, **env},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
 
     def bastion(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -239,3 +268,134 @@ def test_burn_relaunches_a_gateway_that_only_the_new_keys_open(world: World) -> 
         for pair in p["UserIdGroupPairs"]
     ]
     assert sources == [report["relaunch"]["security_group"]]
+
+
+# --- an impostor at the gateway's address, and behind it ---------------------------------
+
+
+def _impostor_gateway(world: World) -> Any:
+    """Start a real sshd from the running gateway's own user data: same config, its own key."""
+    import base64
+
+    from bastion.testing.local_gateway import LocalGateway
+
+    ec2 = world.ec2()
+    reservations = ec2.describe_instances(
+        Filters=[
+            {"Name": "tag:bastion:role", "Values": ["gateway"]},
+            {"Name": "instance-state-name", "Values": ["running"]},
+        ]
+    )["Reservations"]
+    iid = reservations[0]["Instances"][0]["InstanceId"]
+    value = ec2.describe_instance_attribute(InstanceId=iid, Attribute="userData")
+    user_data = base64.b64decode(value["UserData"]["Value"]).decode()
+    return LocalGateway(user_data, install_keyctl=True).start()
+
+
+def _user_data_private_keys(world: World) -> list[int]:
+    import base64
+
+    ec2 = world.ec2()
+    counts = []
+    for reservation in ec2.describe_instances()["Reservations"]:
+        for instance in reservation["Instances"]:
+            value = ec2.describe_instance_attribute(
+                InstanceId=instance["InstanceId"], Attribute="userData"
+            )
+            text = base64.b64decode(value["UserData"]["Value"]).decode()
+            counts.append(text.count("PRIVATE KEY"))
+    return counts
+
+
+def test_an_impostor_sshd_with_another_host_key_is_refused_by_up_ssh_rotate_and_after_burn(
+    world: World,
+) -> None:
+    app = _seed_app_group(world.ec2())
+    assert world.bastion("up", "--app-sg", "app").returncode == 0
+    folder = world.home / "us-east-1" / "default"
+    console = next(world.consoles.glob("*.console")).read_text()
+    console_key = " ".join(console.split("-----BEGIN SSH HOST KEY KEYS-----")[1].split()[:2])
+    assert (folder / "host_ed25519.pub").read_text().split()[:2] == console_key.split()
+
+    def refused_everywhere(label: str) -> None:
+        impostor = _impostor_gateway(world)
+        try:
+            at = {"BASTION_REACH": f"127.0.0.1:{impostor.port}"}
+            up = world.bastion_env(at, "up", "--app-sg", "app")
+            assert up.returncode == 5, f"{label}: {up.stderr}"
+            assert "bastion: error:" in up.stderr and "Traceback" not in up.stderr
+            rotated = world.bastion_env(at, "rotate")
+            assert rotated.returncode == 5, f"{label}: {rotated.stderr}"
+            ssh = world.bastion_env(at, "ssh", "--", "-o", "BatchMode=yes")
+            assert ssh.returncode != 0, f"{label}: bastion ssh reached the impostor"
+            assert "Host key verification failed" in ssh.stderr, f"{label}: {ssh.stderr}"
+        finally:
+            impostor.stop()
+
+    refused_everywhere("after up")
+    burnt = world.bastion("burn", "--app-sg", "app", "--reason", "impostor test")
+    assert burnt.returncode == 0, burnt.stderr
+    refused_everywhere("after burn")
+    assert _user_data_private_keys(world) == [0, 0]
+    assert app
+
+
+def test_an_app_host_is_pinned_from_its_console_and_an_impostor_app_sshd_is_refused(
+    world: World,
+) -> None:
+    from bastion.testing.app_host import LocalAppHost
+
+    ec2 = world.ec2()
+    app = _seed_app_group(ec2)
+    image = ec2.describe_images()["Images"][0]["ImageId"]
+    tags = [{"ResourceType": "instance", "Tags": [{"Key": "Name", "Value": "app-1"}]}]
+    app_id = ec2.run_instances(
+        ImageId=image, MinCount=1, MaxCount=1, SecurityGroupIds=[app], TagSpecifications=tags
+    )["Instances"][0]["InstanceId"]
+    tags2 = [{"ResourceType": "instance", "Tags": [{"Key": "Name", "Value": "app-2"}]}]
+    ec2.run_instances(
+        ImageId=image, MinCount=1, MaxCount=1, SecurityGroupIds=[app], TagSpecifications=tags2
+    )
+    key = world.tmp / "app_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    real = LocalAppHost(key.with_suffix(".pub").read_text(), user="bastion-e2e-app").start()
+    impostor = LocalAppHost(key.with_suffix(".pub").read_text(), user="bastion-e2e-app").start()
+    try:
+        real.publish_console(world.consoles, app_id)  # app-1's console shows its key
+        assert world.bastion("up", "--app-sg", "app").returncode == 0
+        written = world.bastion(
+            "ssh-config", "--app-sg", "app", "--write", "--app-user", "bastion-e2e-app",
+            "--app-identity", str(key),
+        )  # fmt: skip
+        assert written.returncode == 0, written.stderr
+        assert "app-2" in written.stderr and "shows no host key" in written.stderr
+        assert written.stderr.count("shows no host key") == 1
+        config = Path(world.env["HOME"]) / ".ssh" / "config"
+
+        def reach(target: Any) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                ["ssh", "-F", str(config), "-o", "BatchMode=yes", "-o", "HostName=127.0.0.1",
+                 "-o", f"Port={target.port}", "app-1", "echo reached"],
+                stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
+                env=world.env, check=False,
+            )  # fmt: skip
+
+        good = reach(real)
+        assert good.stdout.strip() == "reached", good.stderr
+        bad = reach(impostor)
+        assert bad.returncode != 0 and "reached" not in bad.stdout
+        assert "Host key verification failed" in bad.stderr, bad.stderr
+        folder = world.home / "us-east-1" / "default"
+        pins = (folder / "app_known_hosts").read_text()
+        assert burnt_keeps(world, folder, pins)
+        assert reach(real).stdout.strip() == "reached"
+    finally:
+        real.stop()
+        impostor.stop()
+
+
+def burnt_keeps(world: World, folder: Path, pins: str) -> bool:
+    """Burn the gateway and tell whether the app hosts' pins survived it."""
+    burnt = world.bastion("burn", "--app-sg", "app", "--reason", "app pins")
+    assert burnt.returncode == 0, burnt.stderr
+    return (folder / "app_known_hosts").read_text() == pins

@@ -7,6 +7,7 @@ import pytest
 from tests.aws.conftest import (  # noqa: F401  (fixtures)
     app_sg,
     aws,
+    consoles,
     counter,
     deps,
     ec2_client,

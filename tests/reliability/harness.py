@@ -23,6 +23,7 @@ from bastion.usecases.down import down
 from bastion.usecases.up import up
 from bastion.wiring import Deps
 from tests.aws.conftest import FakeIp, FakeProbe
+from tests.consoles import FakeConsoles
 from tests.faults import ec2_error
 
 ALLOW = "203.0.113.7/32"
@@ -93,6 +94,7 @@ class World:
     app_sg: str
     data_dir: Path
     mutating: list[str] = field(default_factory=list)
+    consoles: FakeConsoles = field(default_factory=FakeConsoles)
 
     def settings(self) -> Settings:
         return load_settings(
@@ -107,6 +109,7 @@ class World:
                     self.mutating.append(model.name) if is_mutating(model.name) else None
                 )
             )
+            self.consoles.attach(ec2)
             for hook in hooks:
                 hook(ec2)
 

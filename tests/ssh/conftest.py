@@ -133,8 +133,6 @@ def gateway_user_data(
         UserDataParams(
             sshd=sshd or SshdParams(port=2222),
             image_family=image_family,
-            host_private_key=keys.host.private_pem,
-            host_public_key=keys.host.public,
             login_public_key=keys.login.public,
             admin_public_key=keys.admin.public,
             vpc_cidrs=("127.0.0.0/8",),  # the stand-in's app hosts live on loopback addresses
@@ -151,7 +149,7 @@ def user_data_for() -> Callable[..., str]:
 @pytest.fixture(scope="session")
 def gateway(sshd: str, keys: GatewayKeys) -> Iterator[LocalGateway]:
     """Run one local gateway, from rendered user data, for the whole session."""
-    with LocalGateway(gateway_user_data(keys)) as running:
+    with LocalGateway(gateway_user_data(keys), host_key=keys.host.private_pem) as running:
         yield running
 
 

@@ -116,7 +116,9 @@ def test_rotation_over_the_admin_channel_swaps_the_login_key(
     sshd: str, ssh_keygen: str, keys: GatewayKeys, user_data_for: Callable[..., str]
 ) -> None:
     """Add the new login key, prove it, revoke the old one: what `bastion rotate` will do."""
-    with LocalGateway(user_data_for(keys), install_keyctl=True) as gateway:
+    with LocalGateway(
+        user_data_for(keys), install_keyctl=True, host_key=keys.host.private_pem
+    ) as gateway:
         endpoint = Endpoint(gateway.host, gateway.port)
 
         def admin(command: str) -> str:
@@ -152,7 +154,9 @@ def test_host_key_verbs_stage_activate_and_remove_over_the_admin_channel(
     new_body = " ".join(new.public.split()[:2])
     old_fp = public_key_fingerprint(keys.host.public)
     new_fp = public_key_fingerprint(new.public)
-    with LocalGateway(user_data_for(keys), install_keyctl=True) as gateway:
+    with LocalGateway(
+        user_data_for(keys), install_keyctl=True, host_key=keys.host.private_pem
+    ) as gateway:
         endpoint = Endpoint(gateway.host, gateway.port)
 
         def admin(command: str, pinned: str = keys.host.public, stdin: str | None = None) -> str:

@@ -74,7 +74,9 @@ def test_sixteen_parallel_adds_over_the_admin_channel_all_land(
     sshd: str, ssh_keygen: str, keys: GatewayKeys, tmp_path: Path
 ) -> None:
     publics = _new_keys(tmp_path, PARALLEL)
-    with LocalGateway(gateway_user_data(keys), install_keyctl=True) as gateway:
+    with LocalGateway(
+        gateway_user_data(keys), install_keyctl=True, host_key=keys.host.private_pem
+    ) as gateway:
         # Log in one by one (sshd limits unauthenticated connections per source), then send
         # all sixteen requests at the same moment over the authenticated connections.
         clients = [_admin_client(gateway, keys) for _ in range(PARALLEL)]

@@ -22,6 +22,7 @@ from bastion.adapters.sshconfig import AppHost, ClientConfig, GatewayEntry, rend
 from bastion.testing import LocalGateway
 from bastion.testing.app_host import LocalAppHost
 from tests.aws.conftest import FakeIp, FakeProbe, make_settings
+from tests.consoles import FakeConsoles
 
 if TYPE_CHECKING:
     from conftest import GatewayKeys
@@ -196,7 +197,9 @@ def test_restricted_forwarding_lets_only_the_permitted_app_host_through(
     # rendered user data nearly fills without PermitOpen at the moment).
     monkeypatch.setattr("bastion.adapters.render.USER_DATA_LIMIT", 64 * 1024)
     params = SshdParams(port=2222, permit_open=(f"{app_host.host}:{app_host.port}",))
-    with LocalGateway(user_data_for(keys, sshd=params)) as restricted:
+    with LocalGateway(
+        user_data_for(keys, sshd=params), host_key=keys.host.private_pem
+    ) as restricted:
         config = generated_config(tmp_path, restricted, keys, keys.host.public, app_host)
         allowed = two_hop(ssh_client, config, app_host, "echo through")
         assert allowed.returncode == 0 and allowed.stdout.strip() == "through", allowed.stderr
@@ -262,7 +265,23 @@ def test_written_config_follows_a_relaunch_with_a_new_host_key(
                 {"ResourceType": "instance", "Tags": [{"Key": "Name", "Value": "app-1"}]}
             ],
         )
-        deps = Deps(clock=FakeClock(), fetch=FakeIp(), probe=FakeProbe())
+        booted: dict[str, LocalGateway] = {}
+
+        def boot(instance_id: str) -> str | None:
+            # The gateway boots (its own host key, on its console) when `up` reads its console.
+            value = ec2.describe_instance_attribute(InstanceId=instance_id, Attribute="userData")
+            if "Value" not in value.get("UserData", {}):
+                return app_host.host_public_key  # app-1: its console shows the stand-in's key
+            booted[instance_id] = _boot(ec2, instance_id, port)
+            return booted[instance_id].host_public_key
+
+        consoles = FakeConsoles(boot=boot)
+        deps = Deps(
+            clock=FakeClock(),
+            fetch=FakeIp(),
+            probe=FakeProbe(consoles=consoles),
+            on_ec2=consoles.attach,
+        )
         settings = make_settings(
             app_sg=app_sg, reach=f"127.0.0.1:{port}", allow=("203.0.113.7/32",)
         )
@@ -274,18 +293,17 @@ def test_written_config_follows_a_relaunch_with_a_new_host_key(
         )
         assert written.path == home / ".ssh" / "config.d" / "bastion-default"
         user_config = home / ".ssh" / "config"
-        (tmp_path / "app_known_hosts").write_text(app_host.known_hosts_line())
 
         def reach_app() -> subprocess.CompletedProcess[str]:
-            # moto's private IP is not routable here: only the final hop's address is overridden.
+            # moto's private IP is not routable here: only the final hop's address is overridden;
+            # app-1's key is the one pinned from its console (strict, under its instance id).
             return run_ssh(
                 ssh_client, user_config,
                 "-o", f"HostName={app_host.host}", "-o", f"Port={app_host.port}",
-                "-o", f"UserKnownHostsFile={tmp_path / 'app_known_hosts'}",
-                "-o", "StrictHostKeyChecking=yes", "app-1", "echo via-written-config",
+                "app-1", "echo via-written-config",
             )  # fmt: skip
 
-        gateway = _boot(ec2, first_id, port)
+        gateway = booted[first_id]
         try:
             assert reach_app().stdout.strip() == "via-written-config"
         finally:
@@ -295,7 +313,7 @@ def test_written_config_follows_a_relaunch_with_a_new_host_key(
         assert second.ssh_config == str(written.path)
         second_id = second.status["instance"]["id"] if second.status else ""
         assert second_id != first_id
-        gateway = _boot(ec2, second_id, port)
+        gateway = booted[second_id]
         try:
             result = reach_app()
         finally:

@@ -31,27 +31,32 @@ from bastion.usecases.rotate import parse_authorized_fingerprints, rotate_login
 from bastion.usecases.status import status
 from bastion.usecases.up import up
 from bastion.wiring import Deps
+from tests.consoles import FakeConsoles
 from tests.faults import Fault
 from tests.support import free_port
 
 
 @dataclass
 class BootingProbe(OpenSshProbe):
-    """The real probe, plus EC2's part: boot a local sshd from the running instance's user data."""
+    """The real probe, plus EC2's part: boot a local sshd from the running instance's user data.
+
+    The instance boots when its console is first read (as `up` pins before it connects): the
+    sshd makes its own host key, which is what the console shows.
+    """
 
     ec2: Any
     port: int
     booted: dict[str, LocalGateway] = field(default_factory=dict)
 
-    def tcp_reachable(self, host: str, port: int) -> bool:
+    def boot(self, instance_id: str) -> str | None:
         found = running_gateway(self.ec2, "default")
-        if found and found[0] not in self.booted:
-            for old in self.booted.values():
-                old.stop()
-            self.booted = {
-                found[0]: LocalGateway(found[1], port=self.port, install_keyctl=True).start()
-            }
-        return super().tcp_reachable(host, port)
+        if not found or found[0] != instance_id:
+            return None  # not the running gateway: nothing to boot
+        for old in self.booted.values():
+            old.stop()
+        gateway = LocalGateway(found[1], port=self.port, install_keyctl=True).start()
+        self.booted = {instance_id: gateway}
+        return gateway.host_public_key
 
     @property
     def gateway(self) -> LocalGateway:
@@ -103,11 +108,13 @@ def world(sshd: str) -> Iterator[World]:
         ec2 = boto3.client("ec2", region_name="us-east-1")
         port = free_port()
         probe = BootingProbe(ec2, port)
+        consoles = FakeConsoles(boot=probe.boot)
         deps = Deps(
             session_factory=make_session,
             clock=FakeClock(),
             probe=probe,
             fetch=lambda url, timeout: "203.0.113.7",
+            on_ec2=consoles.attach,
         )
         settings = load_settings(
             {"reach": f"127.0.0.1:{port}", "allow": ("203.0.113.7/32",)}, env={}
@@ -249,10 +256,17 @@ def test_an_aws_failure_after_the_gateway_switched_keeps_things_consistent(
 ) -> None:
     """Each of rotate's mutating EC2 calls fails in turn: no lockout, and a rerun finishes."""
     fault = Fault(operation, "UnauthorizedOperation", 403)
-    world.deps.on_ec2 = fault.attach
+    consoles = world.deps.on_ec2
+
+    def attach(ec2: Any) -> None:
+        if consoles:
+            consoles(ec2)
+        fault.attach(ec2)
+
+    world.deps.on_ec2 = attach
     with pytest.raises(AwsAuthError):
         rotate_login(world.settings, world.deps)
-    world.deps.on_ec2 = None
+    world.deps.on_ec2 = consoles
 
     new_fp = load_key(world.folder / "login_ed25519.next").fingerprint
     assert world.gateway_fingerprints() == [new_fp]  # the gateway already moved on

@@ -98,6 +98,7 @@ def test_fresh_gateway_plans_keys_group_instance_then_app_rule() -> None:
         "authorize_egress",
         "authorize_ingress",
         "launch_instance",
+        "pin_host_key",
         "authorize_app_ssh",
     ]
     assert [a.kind for a in plan.actions][-1] == "verify"

@@ -38,7 +38,6 @@ def key_pair(comment: str) -> tuple[str, str]:
     return private, f"{public} {comment}"
 
 
-HOST_PRIVATE, HOST_PUBLIC = key_pair("host")
 _, LOGIN_PUBLIC = key_pair("alice@laptop")
 _, ADMIN_PUBLIC = key_pair("alice-admin")
 
@@ -47,8 +46,6 @@ def user_data_params(image_family: str = "debian13", **sshd: Any) -> UserDataPar
     return UserDataParams(
         sshd=SshdParams(**{"port": 2222, **sshd}),
         image_family=image_family,
-        host_private_key=HOST_PRIVATE,
-        host_public_key=HOST_PUBLIC,
         login_public_key=LOGIN_PUBLIC,
         admin_public_key=ADMIN_PUBLIC,
         vpc_cidrs=("10.0.0.0/16",),
@@ -203,12 +200,13 @@ def test_missing_template_variable_raises() -> None:
         template.render(port=2222)
 
 
-def test_user_data_seeds_the_host_key_and_disables_passwords() -> None:
+def test_user_data_carries_no_host_key_the_instance_makes_and_prints_its_own() -> None:
+    text = render_user_data(user_data_params())
     config = cloud_config(user_data_params())
-    assert config["ssh_keys"] == {
-        "ed25519_private": HOST_PRIVATE.strip() + "\n",
-        "ed25519_public": HOST_PUBLIC,
-    }
+    assert "PRIVATE KEY" not in text
+    assert "ssh_keys" not in config
+    assert config["ssh_genkeytypes"] == ["ed25519"]
+    assert config["ssh"] == {"emit_keys_to_console": True}
     assert config["ssh_deletekeys"] is True
     assert config["disable_root"] is True
     assert config["ssh_pwauth"] is False
@@ -308,7 +306,8 @@ def test_known_images_start_sshd_once_and_never_restart_it(
 ) -> None:
     config = cloud_config(user_data_params(image_family))
     assert [c for c in config["bootcmd"][1:] if "tables" not in c] == bootcmd
-    assert config["runcmd"] == runcmd
+    assert config["runcmd"][:-1] == runcmd
+    assert config["runcmd"][-1] == render.STRAY_HOST_KEYS_COMMAND
 
 
 @pytest.mark.parametrize(
@@ -344,7 +343,7 @@ def test_unknown_image_family_is_a_usage_error() -> None:
         render_user_data(user_data_params("windows"))
 
 
-@pytest.mark.parametrize("field", ["host_public_key", "login_public_key", "admin_public_key"])
+@pytest.mark.parametrize("field", ["login_public_key", "admin_public_key"])
 @pytest.mark.parametrize(
     "bad_key", ["ssh-rsa AAAAB3NzaC1yc2E x", "ssh-ed25519", "ssh-ed25519 AAAA\nrunuser", "AAAA"]
 )
@@ -353,11 +352,18 @@ def test_non_ed25519_public_key_is_a_usage_error(field: str, bad_key: str) -> No
         render_user_data(replace(user_data_params(), **{field: bad_key}))
 
 
-def test_private_key_must_be_openssh_pem() -> None:
-    with pytest.raises(UsageError, match="OPENSSH PRIVATE KEY"):
-        render_user_data(
-            replace(user_data_params(), host_private_key="-----BEGIN RSA PRIVATE KEY-----")
-        )
+def test_user_data_drops_the_host_keys_sshd_does_not_serve_after_sshd_starts() -> None:
+    runcmd = cloud_config(user_data_params())["runcmd"]
+    assert runcmd[-1] == render.STRAY_HOST_KEYS_COMMAND
+    assert "! -name 'ssh_host_ed25519_key*' -delete" in runcmd[-1]
+
+
+def test_user_data_that_would_carry_a_private_key_is_refused() -> None:
+    smuggled = replace(
+        user_data_params(), login_public_key=LOGIN_PUBLIC + " -----BEGIN OPENSSH PRIVATE KEY-----"
+    )
+    with pytest.raises(UsageError, match="private key"):
+        render_user_data(smuggled)
 
 
 def test_reusing_the_login_key_for_admin_is_a_usage_error() -> None:

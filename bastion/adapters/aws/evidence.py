@@ -16,6 +16,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# What EC2 answers `Latest=True` with on instance types that have no live console buffer.
+LATEST_UNSUPPORTED = frozenset({"UnsupportedOperation", "InvalidParameterCombination"})
+
 
 class Evidence:
     """What EC2 can keep or show of an instance before it is destroyed."""
@@ -42,13 +45,27 @@ class Evidence:
         return str(reply["SnapshotId"])
 
     def console_output(self, instance_id: str) -> str:
-        """Return the instance's console output (EC2 keeps only the last 64 KB)."""
-        with translated(f"reading console output of {instance_id}"):
-            raw = self.ec2.get_console_output(InstanceId=instance_id, Latest=True).get("Output", "")
+        """Return the instance's console output (EC2 keeps only the last 64 KB).
+
+        `Latest=True` (the live buffer, Nitro instances) where the instance supports it; other
+        instance types refuse it, and then the output EC2 last captured is read.
+        """
+        from botocore.exceptions import ClientError
+
+        doing = f"reading console output of {instance_id}"
+        with translated(doing):
+            try:
+                reply = self.ec2.get_console_output(InstanceId=instance_id, Latest=True)
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") not in LATEST_UNSUPPORTED:
+                    raise
+                log.info("%s does not offer the latest console output: %s", instance_id, exc)
+                reply = self.ec2.get_console_output(InstanceId=instance_id)
+        raw = reply.get("Output", "") or ""
         try:
             return base64.b64decode(raw, validate=True).decode("utf-8", "replace")
         except ValueError:
-            return str(raw)  # moto returns it undecoded
+            return str(raw)
 
     def console_screenshot(self, instance_id: str) -> bytes | None:
         """Return a JPEG of the console, or None where the API does not offer one."""

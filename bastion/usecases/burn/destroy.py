@@ -9,7 +9,7 @@ from bastion.domain.apply import wait_until
 from bastion.domain.errors import NotFoundError
 from bastion.domain.incident import DESTROY
 from bastion.usecases.burn.state import Phase
-from bastion.usecases.shared.clientconfig import RECORD_NAME
+from bastion.usecases.shared.clientconfig import APP_KNOWN_HOSTS_NAME, RECORD_NAME
 
 
 class Destruction(Phase):
@@ -27,8 +27,9 @@ class Destruction(Phase):
 
     def destroy_local_keys(self) -> None:
         """Remove the compromised private keys and the pin of the burnt host key."""
-        # Where the ssh config was written stays, so the relaunch rewrites it for the new gateway.
-        self.ctx.files.remove(keep=(RECORD_NAME,))
+        # Where the ssh config was written stays, so the relaunch rewrites it for the new gateway;
+        # and the app hosts' pins stay: the app hosts were not burnt, their keys did not change.
+        self.ctx.files.remove(keep=(RECORD_NAME, APP_KNOWN_HOSTS_NAME))
 
     def destroy_instance(self) -> dict[str, Any]:
         """Terminate (or, with --keep-instance, stop) the isolated instance."""

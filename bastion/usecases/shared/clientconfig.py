@@ -14,13 +14,15 @@ from pathlib import Path
 from bastion.adapters import sshconfig
 from bastion.adapters.sshconfig import AppHost, ClientConfig, GatewayEntry, WrittenConfig
 from bastion.domain.apply import Reporter
+from bastion.domain.console import host_keys_from_console
 from bastion.domain.errors import BastionError, ConflictError, NotFoundError, UsageError
 from bastion.domain.model import InstanceInfo
 from bastion.domain.plan import gateway_runner
 from bastion.domain.rules import rule_owner
 from bastion.domain.tags import TAG_LOGIN_USER
 from bastion.usecases.ports import Cloud, Deps
-from bastion.usecases.shared.context import Context, endpoint_for, recover_pin
+from bastion.usecases.shared.context import Context, endpoint_for
+from bastion.usecases.shared.hostkey import pin_from_console
 from bastion.usecases.shared.inventory import observe_with_app_group
 
 log = logging.getLogger(__name__)
@@ -120,7 +122,7 @@ def build_client_config(
             f"({files.login_key}); copy it from where you ran `bastion up`, or run `bastion burn`"
         )
     if files.read().pinned_host_key is None:
-        recover_pin(ctx, instance)
+        pin_from_console(ctx, None, instance, wait=False)
     host, port = endpoint_for(settings, instance, instance.port or settings.port)
     group_ids = [g.group_id for g in (observed.group, *observed.stale_groups) if g]
     app_group_id = (
@@ -129,10 +131,11 @@ def build_client_config(
         else (aws.groups.group_referencing(group_ids) if group_ids else None)
     )
     app_hosts = tuple(
-        AppHost(i.instance_id, i.tags.get("Name"), i.private_ip)
+        AppHost(i.instance_id, i.tags.get("Name"), i.private_ip, app_console_key(aws, i))
         for i in (aws.compute.running_in_group(app_group_id) if app_group_id else ())
         if i.private_ip and i.instance_id != instance.instance_id
     )
+    pin_app_hosts(files.root / APP_KNOWN_HOSTS_NAME, app_hosts)
     if options.hosts:
         patterns, source = options.hosts, "--hosts"
     else:
@@ -155,6 +158,41 @@ def build_client_config(
         app_user=options.app_user,
         app_identity=options.app_identity,
         app_known_hosts=root / APP_KNOWN_HOSTS_NAME,
+    )
+
+
+def app_console_key(aws: Cloud, instance: InstanceInfo) -> str | None:
+    """Return the Ed25519 host key an app instance printed on its console, if it printed one.
+
+    A console naming two different keys counts as none: that host is not pinned.
+    """
+    found = host_keys_from_console(aws.evidence.console_output(instance.instance_id))
+    if found.contradicts():
+        log.warning("%s: its console names several Ed25519 keys; not pinned", instance.instance_id)
+        return None
+    return found.key_of_type("ssh-ed25519")
+
+
+def pin_app_hosts(path: Path, hosts: tuple[AppHost, ...]) -> None:
+    """Write the console-pinned app host keys into the per-gateway app known_hosts."""
+    if not any(h.host_key for h in hosts):
+        return
+    try:
+        existing = path.read_text()
+    except FileNotFoundError:
+        existing = ""
+    sshconfig.write_if_changed(path, sshconfig.app_known_hosts_text(existing, hosts), 0o644)
+
+
+def unpinned_app_hosts(config: ClientConfig) -> str | None:
+    """Name, in one warning, the app hosts whose console shows no key (trusted on first use)."""
+    loose = [h for h in config.app_hosts if not h.host_key]
+    if not loose:
+        return None
+    names = ", ".join(f"{h.name} ({h.instance_id})" if h.name else h.instance_id for h in loose)
+    return (
+        f"the console of {names} shows no host key: their keys are learned on first use "
+        "(accept-new, only over the pinned gateway); every other app host is pinned strictly"
     )
 
 

@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from bastion.adapters import keys
 from bastion.adapters.callerip import detect_caller_cidr
 from bastion.adapters.localstate import GatewayFiles, append_private
 from bastion.domain.apply import json_line
 from bastion.domain.cidr import is_world_open, normalize_cidr
-from bastion.domain.errors import ConflictError, SshError, UsageError
+from bastion.domain.errors import SshError, UsageError
 from bastion.domain.model import InstanceInfo, ObservedGateway
 from bastion.domain.settings import Settings
-from bastion.domain.tags import TAG_HOST_KEY_FINGERPRINT
 from bastion.usecases.ports import Cloud, Deps
 
 log = logging.getLogger(__name__)
@@ -103,28 +100,6 @@ def endpoint_for(settings: Settings, instance: InstanceInfo, port: int) -> tuple
         return instance.private_ip, port
     host, _, forwarded = settings.reach.rpartition(":")
     return host.strip("[]"), int(forwarded)
-
-
-_HOST_PUBLIC_RE = re.compile(r"ed25519_public:\s*\"?(ssh-ed25519 [A-Za-z0-9+/]+={0,2})")
-
-
-def host_key_from_user_data(user_data: str) -> str | None:
-    """Return the seeded host public key from a gateway's user data, if any."""
-    match = _HOST_PUBLIC_RE.search(user_data)
-    return match.group(1) if match else None
-
-
-def recover_pin(ctx: Context, instance: InstanceInfo) -> None:
-    """Pin the host key from the instance's user data (AWS API, not the network) when lost."""
-    public = host_key_from_user_data(ctx.aws.compute.user_data(instance.instance_id))
-    expected = instance.tags.get(TAG_HOST_KEY_FINGERPRINT)
-    if public is None or (expected and keys.fingerprint(public) != expected):
-        raise ConflictError(
-            f"cannot re-pin the host key of {instance.instance_id}: its user data and tags "
-            "disagree; treat the gateway as suspect and run `bastion burn`"
-        )
-    ctx.files.pin_host_key(public)
-    log.info("re-pinned host key %s from the instance's user data", keys.fingerprint(public))
 
 
 def journal_for(files: GatewayFiles) -> Callable[[dict[str, Any]], None]:

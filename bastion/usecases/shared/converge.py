@@ -22,7 +22,6 @@ from bastion.usecases.shared.context import (
     allowed_cidrs,
     journal_for,
     open_context,
-    recover_pin,
 )
 from bastion.usecases.shared.inventory import observe
 from bastion.usecases.shared.launch import UpHandlers
@@ -68,10 +67,8 @@ def converge(
             f"--app-sg {observed.app_group.group_id} is in {observed.app_group.vpc_id}, but the "
             f"gateway is in {subnet.vpc_id}; pass a --subnet in the app's VPC"
         )
+    # A lost pin is recovered by the plan (`pin_host_key`, from the console), as a launch pins.
     local = ctx.files.read()
-    if instance and local.pinned_host_key is None and not dry_run:
-        recover_pin(ctx, instance)
-        local = ctx.files.read()
     spec = GatewaySpec(
         name=settings.name,
         port=settings.port,

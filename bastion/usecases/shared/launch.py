@@ -13,6 +13,7 @@ from typing import Any
 from bastion.adapters import keys
 from bastion.domain.apply import resolve, wait_until
 from bastion.domain.errors import ConflictError
+from bastion.domain.fingerprints import fingerprint
 from bastion.domain.model import Action, GatewaySpec, Image, ObservedGateway
 from bastion.domain.plan import Network
 from bastion.domain.settings import image_family, image_parameter
@@ -32,6 +33,7 @@ from bastion.domain.tags import (
 )
 from bastion.usecases.ports import Deps
 from bastion.usecases.shared.context import Context
+from bastion.usecases.shared.hostkey import booted_lately, pin_from_console
 from bastion.usecases.shared.verify import verify_gateway
 
 log = logging.getLogger(__name__)
@@ -58,6 +60,7 @@ class UpHandlers:
         self.image: Image | None = None  # resolved while planning, when `up` launches
         # Set by `rotate --relaunch`: the new generation launches as a standby (see inventory).
         self.extra_tags: dict[str, str] = {}
+        self.launched = False
 
     def table(self) -> dict[str, Callable[[Action, dict[str, Any]], None]]:
         """Map action kinds to handlers."""
@@ -75,6 +78,7 @@ class UpHandlers:
             "launch_instance": self.launch_instance,
             "start_instance": self.start_instance,
             "wait_running": self.wait_running,
+            "pin_host_key": self.pin_host_key,
             "authorize_app_ssh": self.authorize_app_ssh,
             "verify": self.verify,
         }
@@ -138,7 +142,7 @@ class UpHandlers:
         )
 
     def launch_instance(self, action: Action, results: dict[str, Any]) -> None:
-        """Launch the gateway with a fresh host key seeded through cloud-init, then pin it."""
+        """Launch the gateway; it makes its own host key at first boot (none in user data)."""
         from bastion.adapters.render import (
             APP_SSH_ONLY,
             SshdParams,
@@ -153,7 +157,6 @@ class UpHandlers:
         image = self.image or aws.images.resolve_image(
             parameter, None if parameter else settings.image
         )
-        host = keys.generate_key(f"bastion-{self.spec.name}-host")
         login = keys.load_key(self.ctx.files.login_key)
         admin = keys.load_key(self.ctx.files.admin_key)
         user_data = render_user_data(
@@ -165,8 +168,6 @@ class UpHandlers:
                     permit_open=self.permit_open or APP_SSH_ONLY,
                 ),
                 image_family=image_family(settings.image),
-                host_private_key=host.private_openssh,
-                host_public_key=host.public_line,
                 login_public_key=login.public_line,
                 admin_public_key=admin.public_line,
                 vpc_cidrs=self.network.app_cidrs,
@@ -180,7 +181,6 @@ class UpHandlers:
                 TAG_PORT: str(self.spec.port),
                 TAG_KEY_FINGERPRINT: login.fingerprint,
                 TAG_ADMIN_KEY_FINGERPRINT: admin.fingerprint,
-                TAG_HOST_KEY_FINGERPRINT: host.fingerprint,
                 TAG_LOGIN_USER: settings.login_user,
                 TAG_IMAGE: settings.image,
                 **self.extra_tags,
@@ -196,9 +196,9 @@ class UpHandlers:
             public_ip=settings.reach == "public",
             tags=tags,
         )
+        self.launched = True
         self._withdraw_if_raced(generation)
-        self.ctx.files.pin_host_key(host.public_line)
-        log.info("launched %s; pinned host key %s", self.instance.instance_id, host.fingerprint)
+        log.info("launched %s", self.instance.instance_id)
 
     def _withdraw_if_raced(self, generation: int) -> None:
         """Terminate our launch if another bastion launched the same generation meanwhile.
@@ -245,6 +245,19 @@ class UpHandlers:
                 hint="check the EC2 console for its state reason",
             )
             self.instance = aws.compute.instance(iid)
+
+    def pin_host_key(self, action: Action, results: dict[str, Any]) -> None:
+        """Pin the host key the instance printed on its console; tag its fingerprint."""
+        assert self.instance
+        booting = (
+            self.launched
+            or self.instance.state == "pending"
+            or booted_lately(self.instance, self.deps.clock.now())
+        )
+        public = pin_from_console(self.ctx, self.deps, self.instance, wait=booting)
+        results["pinned host key"] = fingerprint(public)
+        if TAG_HOST_KEY_FINGERPRINT not in self.instance.tags:
+            self.instance = self.ctx.aws.compute.instance(self.instance.instance_id)
 
     def authorize_app_ssh(self, action: Action, results: dict[str, Any]) -> None:
         """Let the gateway group reach sg-app on tcp/22."""
