@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import base64
 import gzip
-import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -59,6 +58,7 @@ from pathlib import Path
 
 import jinja2
 
+from bastion.adapters.cloud_config import to_yaml
 from bastion.adapters.egress import LOGIN_UID, login_egress_commands
 from bastion.domain.errors import UsageError
 
@@ -86,7 +86,6 @@ _USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 _ED25519_PUBLIC_RE = re.compile(r"^ssh-ed25519 [A-Za-z0-9+/]+={0,2}( [\x20-\x7e]*)?$")
 _PATH_RE = re.compile(r"^/[A-Za-z0-9._/-]*$")
 _PERMIT_OPEN_RE = re.compile(r"^(\*|[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\]):(\*|[0-9]{1,5})$")
-_PLAIN_KEY_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
 @dataclass(frozen=True)
@@ -322,7 +321,7 @@ def render_user_data(params: UserDataParams) -> str:
             STRAY_HOST_KEYS_COMMAND,
         ],
     }
-    text = "#cloud-config\n" + _to_yaml(config)
+    text = "#cloud-config\n" + to_yaml(config)
     if "PRIVATE KEY" in text:  # never: a key in user data outlives the instance's whole life
         raise UsageError("the user data would carry a private key; refusing to launch it")
     size = len(text.encode())
@@ -346,51 +345,6 @@ def _packed_file(path: str, content: str, permissions: str) -> dict[str, object]
 
 def _with_newline(text: str) -> str:
     return text.strip() + "\n"
-
-
-def _to_yaml(value: object, indent: int = 0) -> str:
-    """Emit block YAML whose scalars are JSON strings (always valid, never reinterpreted)."""
-    pad = " " * indent
-    lines: list[str] = []
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            name = str(key) if _PLAIN_KEY_RE.match(str(key)) else json.dumps(str(key))
-            lines.append(f"{pad}{name}:{_inline_or_block(item, indent)}")
-    elif isinstance(value, Sequence) and not isinstance(value, str):
-        for item in value:
-            if isinstance(item, Mapping) and item:
-                nested = _to_yaml(item, indent + 2)
-                lines.append(f"{pad}- {nested[indent + 2 :]}".rstrip("\n"))
-            else:
-                lines.append(f"{pad}-{_inline_or_block(item, indent)}")
-    return "\n".join(lines) + "\n"
-
-
-def _inline_or_block(value: object, indent: int) -> str:
-    if isinstance(value, Mapping | list | tuple) and value:
-        return "\n" + _to_yaml(value, indent + 2).rstrip("\n")
-    if isinstance(value, Mapping):
-        return " {}"
-    if isinstance(value, list | tuple):
-        return " []"
-    if isinstance(value, str) and _fits_literal_block(value):
-        body = "".join(
-            f"{' ' * (indent + 4)}{line}\n" if line else "\n" for line in value.split("\n")[:-1]
-        )
-        return " |\n" + body.rstrip("\n")
-    return " " + json.dumps(value)
-
-
-def _fits_literal_block(text: str) -> bool:
-    # A literal block keeps files readable in the console; fall back to JSON when it could
-    # change the text: no final newline or several, leading blanks, tabs or control characters.
-    return (
-        "\n" in text
-        and text.endswith("\n")
-        and not text.endswith("\n\n")
-        and not text[0].isspace()
-        and all(ch == "\n" or " " <= ch <= "~" for ch in text)
-    )
 
 
 def _templates_dir() -> Traversable:
