@@ -7,7 +7,7 @@ from typing import Any
 from bastion.domain.settings import Settings
 from bastion.usecases.ports import Deps
 from bastion.usecases.shared.context import open_context
-from bastion.usecases.shared.inventory import observe
+from bastion.usecases.shared.inventory import observe_with_app_group
 from bastion.usecases.shared.login_keys import read_login_keys, unknown_keys_drift
 from bastion.usecases.shared.report import gateway_report
 
@@ -19,7 +19,7 @@ def status(settings: Settings, deps: Deps, check_login_keys: bool = True) -> dic
     channel (one short SSH request); an unreachable gateway is reported, never an error.
     """
     ctx = open_context(settings, deps)
-    observed = observe(ctx.aws, settings.name, settings.app_sg)
+    observed = observe_with_app_group(ctx.aws, settings.name, settings.app_sg)
     data = gateway_report(settings, deps, ctx, observed=observed)
     if not check_login_keys:
         data["login_keys"] = {"checked": False, "reason": "not asked", "keys": [], "unknown": []}
