@@ -78,10 +78,19 @@ def test_failed_logins_from_one_address_do_not_lock_out_the_next_good_login(
     ) as fresh:
         fresh.wait_for_cloud_init()
         fresh.wait_for_port()
-        # Everyone behind one office NAT address shares these; here all come from 127.0.0.1.
-        refused = [world.forward_banner(key=stranger, gateway=fresh) for _ in range(5)]
+        # A fresh boot makes its own host key: pin that one, read from its console.
+        from bastion.domain.console import host_keys_from_console
 
-        banner = world.forward_banner(gateway=fresh)
+        fresh_key = host_keys_from_console(fresh.console_text()).key_of_type()
+        assert fresh_key is not None, "the fresh boot printed no host key on its console"
+        pinned = world.tmp / "fresh_known_hosts"
+        pinned.write_text(f"bastion-default {fresh_key}\n")
+        # Everyone behind one office NAT address shares these; here all come from 127.0.0.1.
+        refused = [
+            world.forward_banner(key=stranger, gateway=fresh, known_hosts=pinned) for _ in range(5)
+        ]
+
+        banner = world.forward_banner(gateway=fresh, known_hosts=pinned)
 
         assert banner.startswith("SSH-2.0-"), (
             f"the good login was refused after failed ones: {banner}; the failed ones: {refused}"

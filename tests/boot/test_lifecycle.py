@@ -186,9 +186,10 @@ def test_status_shows_no_drift(world: BootWorld) -> None:
 @contextmanager
 def open_forward(world: BootWorld, key: Path) -> Iterator[subprocess.Popen[str]]:
     """Hold a `-W` forward (what ProxyJump opens) through the gateway open with `key`."""
-    gateway = world.ready()
+    world.ready()
     process = subprocess.Popen(
-        [*world.ssh_base(key=key), "-W", f"127.0.0.1:{gateway.guest_port}", "bastion@127.0.0.1"],
+        # To app-1's sshd: the login key may forward to tcp/22 inside the VPC and nowhere else.
+        [*world.ssh_base(key=key), "-W", f"{world.app_ip}:22", "bastion@127.0.0.1"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,

@@ -356,7 +356,7 @@ def test_an_app_host_is_pinned_from_its_console_and_an_impostor_app_sshd_is_refu
     ec2.run_instances(
         ImageId=image, MinCount=1, MaxCount=1, SecurityGroupIds=[app], TagSpecifications=tags2
     )
-    key = world.tmp / "app_ed25519"
+    key = world.tmp / "app_console_ed25519"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
     real = LocalAppHost(key.with_suffix(".pub").read_text(), user="bastion-e2e-app").start()
     impostor = LocalAppHost(key.with_suffix(".pub").read_text(), user="bastion-e2e-app").start()
@@ -374,7 +374,7 @@ def test_an_app_host_is_pinned_from_its_console_and_an_impostor_app_sshd_is_refu
 
         def reach(target: Any) -> subprocess.CompletedProcess[str]:
             return subprocess.run(
-                ["ssh", "-F", str(config), "-o", "BatchMode=yes", "-o", "HostName=127.0.0.1",
+                ["ssh", "-F", str(config), "-o", "BatchMode=yes", "-o", f"HostName={target.host}",
                  "-o", f"Port={target.port}", "app-1", "echo reached"],
                 stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
                 env=world.env, check=False,

@@ -45,11 +45,15 @@ def tunnel(world: World, key: Path, how: str = "-L") -> Iterator[subprocess.Pope
     known = key.with_name(key.name + ".known_hosts")
     pinned = (world.folder / "host_ed25519.pub").read_text().strip()
     known.write_text(f"[127.0.0.1]:{world.probe.port} {pinned}\n")
-    forward = (
-        ["-N", "-L", f"127.0.0.1:{free_port()}:127.0.0.1:22"]
-        if how == "-L"
-        else ["-W", f"127.0.0.1:{world.probe.port}"]
-    )
+    behind = None
+    if how == "-L":
+        forward = ["-N", "-L", f"127.0.0.1:{free_port()}:127.0.0.1:22"]
+    else:
+        # What ProxyJump opens: a forward to an SSH server on port 22 (all PermitOpen allows).
+        from bastion.testing.app_host import LocalAppHost
+
+        behind = LocalAppHost(pinned).start()
+        forward = ["-W", f"{behind.host}:{behind.port}"]
     process = subprocess.Popen(
         [
             "ssh",
@@ -81,6 +85,8 @@ def tunnel(world: World, key: Path, how: str = "-L") -> Iterator[subprocess.Pope
     finally:
         process.kill()
         process.wait()
+        if behind is not None:
+            behind.stop()
 
 
 def session_open(world: World, key: Path) -> bool:
