@@ -76,7 +76,7 @@ class BootWorld:
             "BASTION_HOME": str(self.home),
             "BASTION_REACH": f"127.0.0.1:{self.sshd_port}",
             "BASTION_ALLOW": "203.0.113.7/32",
-            "BASTION_WAIT_TIMEOUT": "60",
+            "BASTION_WAIT_TIMEOUT": "180",  # a loaded CI machine: cloud-final prints the keys late
             "BASTION_IMAGE": "debian13",
         }
         for passthrough in ("PYTHONPATH", "BASTION_BOOT_CACHE"):
