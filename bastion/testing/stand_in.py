@@ -28,6 +28,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from bastion.testing.boot import running_gateway_id
 from bastion.testing.console import publish
 from bastion.testing.local_gateway import LOOPBACK, LocalGateway
 
@@ -36,29 +37,12 @@ Target = tuple[str, int]
 
 def running_gateway(ec2: Any, name: str) -> tuple[str, str] | None:
     """Return (instance id, user data) of the newest running gateway `name` in moto."""
-    reservations = ec2.describe_instances(
-        Filters=[
-            {"Name": "tag:bastion:name", "Values": [name]},
-            {"Name": "tag:bastion:role", "Values": ["gateway"]},
-            {"Name": "instance-state-name", "Values": ["running"]},
-        ]
-    )["Reservations"]
-    instances = [i for r in reservations for i in r["Instances"]]
-    if not instances:
+    instance_id = running_gateway_id(ec2, name)  # the boot watcher's choice, the same rule
+    if instance_id is None:
         return None
-    newest = max(instances, key=_generation)
-    instance_id = newest["InstanceId"]
     attribute = ec2.describe_instance_attribute(InstanceId=instance_id, Attribute="userData")
     encoded = (attribute.get("UserData") or {}).get("Value", "")
     return instance_id, base64.b64decode(encoded).decode() if encoded else ""
-
-
-def _generation(instance: dict[str, Any]) -> int:
-    tags = {t["Key"]: t["Value"] for t in instance.get("Tags", [])}
-    try:
-        return int(tags.get("bastion:generation", "0"))
-    except ValueError:
-        return 0
 
 
 class GatewayPool:
