@@ -22,8 +22,9 @@ CONTAIN = (
     "contain_isolation_group",
     "contain_elastic_ip",
 )
-# Containment runs as these chains at once; within a chain, in order (the open group's swap
-# must come before the isolation group's, so that tracked flows become untracked first).
+# Containment runs as these chains at once; within a chain, in order. contain_open_group moves
+# each interface to the allow-all group (tracked flows become untracked) and straight on to the
+# isolation group, made beforehand; contain_isolation_group reads the interfaces back.
 CONTAIN_CHAINS = (
     ("contain_app_ssh",),
     ("contain_network_acl",),
@@ -45,10 +46,13 @@ ELASTIC_IP_STEPS = frozenset({"contain_elastic_ip", "relaunch_elastic_ip"})
 
 
 STEP_SUMMARY = {
-    "contain_app_ssh": "revoke every SSH source that admits the gateway (its group, its address)",
-    "contain_network_acl": "deny the gateway's private IP in and out in the VPC's network ACLs",
-    "contain_open_group": "move every interface to an allow-all group (tracked flows untracked)",
-    "contain_isolation_group": "move every interface to an empty isolation group",
+    "contain_app_ssh": "revoke every rule in the VPC that admits the gateway's groups or "
+    "addresses (in and out, prefix lists too)",
+    "contain_network_acl": "deny every address of the gateway in and out in the VPC's network "
+    "ACLs, before any allow",
+    "contain_open_group": "move every interface to an allow-all group (tracked flows untracked), "
+    "then to the empty isolation group",
+    "contain_isolation_group": "check every interface is in the empty isolation group",
     "contain_elastic_ip": "detach the Elastic IP (the allocation is kept for the new gateway)",
     "preserve_protect": "enable termination protection and stop-on-shutdown",
     "preserve_tag": "tag the instance, volumes and interfaces with the incident id",
@@ -74,6 +78,7 @@ CONTAINMENT_OPERATIONS = frozenset(
         "AuthorizeSecurityGroupIngress",
         "RevokeSecurityGroupEgress",
         "DisassociateAddress",
+        "ModifyManagedPrefixList",
     }
 )
 
@@ -144,6 +149,8 @@ def pre_incident(instance: InstanceInfo) -> dict[str, Any]:
         "state": instance.state,
         "public_ip": instance.public_ip,
         "private_ip": instance.private_ip,
+        "addresses": list(instance.interface_addresses),
+        "public_addresses": list(instance.public_addresses),
         "subnet_id": instance.subnet_id,
         "vpc_id": instance.vpc_id,
         "key_name": instance.key_name,

@@ -125,6 +125,10 @@ class InstanceInfo:
     volume_ids: tuple[str, ...] = ()
     metadata_http_tokens: str | None = None
     instance_profile_arn: str | None = None
+    # Every interface's private IPv4 (primary and secondary) and IPv6 addresses: what the VPC
+    # sees; and the public IPv4 addresses mapped to them.
+    interface_addresses: tuple[str, ...] = ()
+    public_addresses: tuple[str, ...] = ()
 
     @property
     def generation(self) -> int:

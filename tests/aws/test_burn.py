@@ -118,7 +118,11 @@ def test_burn_contains_first_then_relaunches_a_new_generation(
     revoke = next(
         json.loads(line) for line in journal if '"contain_app_ssh"' in line and '"done"' in line
     )
-    assert [c["operation"] for c in revoke["calls"]][-1] == "RevokeSecurityGroupIngress"
+    operations = [c["operation"] for c in revoke["calls"]]
+    # one read, the revoke, then the read-back
+    assert operations == ["DescribeSecurityGroups", "RevokeSecurityGroupIngress"] + [
+        "DescribeSecurityGroups"
+    ]
     assert all(c["request_id"] for c in revoke["calls"])
 
 

@@ -7,7 +7,13 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from bastion.adapters.aws.errors import translated
-from bastion.adapters.aws.shapes import instance_groups, tag_dict, tag_spec
+from bastion.adapters.aws.shapes import (
+    instance_groups,
+    interface_addresses,
+    public_addresses,
+    tag_dict,
+    tag_spec,
+)
 from bastion.domain.errors import NotFoundError
 from bastion.domain.model import LIVE_STATES, Image, InstanceInfo
 from bastion.domain.tags import TAG_NAME, TAG_ROLE
@@ -90,6 +96,8 @@ class Compute:
                             ),
                             metadata_http_tokens=(i.get("MetadataOptions") or {}).get("HttpTokens"),
                             instance_profile_arn=(i.get("IamInstanceProfile") or {}).get("Arn"),
+                            interface_addresses=interface_addresses(i),
+                            public_addresses=public_addresses(i),
                         )
                     )
         return result

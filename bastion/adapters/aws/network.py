@@ -106,21 +106,54 @@ class Network:
         return [(a["NetworkAclId"], [dict(e) for e in a.get("Entries", [])]) for a in acls]
 
     def add_acl_deny(self, acl_id: str, number: int, egress: bool, cidr: str) -> None:
-        """Add a deny entry for all traffic to or from `cidr`."""
-        with translated(f"adding deny rule {number} to {acl_id}"):
+        """Add a deny entry for all traffic to or from `cidr` (IPv4 or IPv6)."""
+        block = {"Ipv6CidrBlock": cidr} if ":" in cidr else {"CidrBlock": cidr}
+        with translated(f"adding deny rule {number} for {cidr} to {acl_id}"):
             self.ec2.create_network_acl_entry(
                 NetworkAclId=acl_id,
                 RuleNumber=number,
                 Protocol="-1",
                 RuleAction="deny",
                 Egress=egress,
-                CidrBlock=cidr,
+                **block,  # type: ignore[arg-type]
+            )
+
+    def prefix_lists(self, list_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """Return the named managed prefix lists: id, name, owner ("AWS" for AWS's own), version."""
+        with translated("reading managed prefix lists"):
+            found = self.ec2.describe_managed_prefix_lists(PrefixListIds=list(list_ids))
+        return [dict(p) for p in found["PrefixLists"]]
+
+    def prefix_list_entries(self, list_id: str) -> list[str]:
+        """Return the CIDRs a managed prefix list holds."""
+        with translated(f"reading the entries of prefix list {list_id}"):
+            pages = self.ec2.get_paginator("get_managed_prefix_list_entries").paginate(
+                PrefixListId=list_id
+            )
+            return [str(e["Cidr"]) for page in pages for e in page.get("Entries", [])]
+
+    def remove_prefix_list_entries(self, list_id: str, version: int, cidrs: Sequence[str]) -> None:
+        """Remove entries from a customer-managed prefix list (at the version read)."""
+        with translated(f"removing {', '.join(cidrs)} from prefix list {list_id}"):
+            self.ec2.modify_managed_prefix_list(
+                PrefixListId=list_id,
+                CurrentVersion=version,
+                RemoveEntries=[{"Cidr": c} for c in cidrs],
             )
 
     def delete_acl_entry(self, acl_id: str, number: int, egress: bool) -> None:
         """Remove one ACL entry."""
         with translated(f"removing rule {number} from {acl_id}"):
             self.ec2.delete_network_acl_entry(NetworkAclId=acl_id, RuleNumber=number, Egress=egress)
+
+    def interface_groups(self, interface_ids: Sequence[str]) -> dict[str, list[str]]:
+        """Return the security groups of each network interface (one read)."""
+        with translated("reading the groups of the gateway's interfaces"):
+            found = self.ec2.describe_network_interfaces(NetworkInterfaceIds=list(interface_ids))
+        return {
+            n["NetworkInterfaceId"]: [g["GroupId"] for g in n.get("Groups", [])]
+            for n in found["NetworkInterfaces"]
+        }
 
     def set_interface_groups(self, interface_id: str, group_ids: Sequence[str]) -> None:
         """Replace the security groups of one network interface."""

@@ -128,50 +128,24 @@ class SecurityGroups:
                         known.extend(r for r in rules if r not in known)
         return list(result.items())
 
-    def permissions_trusting(
-        self,
-        filter_name: str,
-        values: Sequence[str],
-        group_ids: Sequence[str],
-        cidrs: Sequence[str],
-    ) -> dict[str, list[dict[str, Any]]]:
-        """Return, per other group found by one filter, its ingress narrowed to our sources.
+    def vpc_group_permissions(self, vpc_id: str) -> list[dict[str, Any]]:
+        """Return every group of a VPC as described: its id and its rules in and out (one read).
 
-        One read, and the result is what `revoke_permissions` takes: revoking by permission
-        needs no rule ids, so containment makes no second read.
+        What containment narrows and hands to `revoke_permissions`: revoking by permission
+        needs no rule ids, so no second read.
         """
-        with translated("looking for groups that trust the gateway"):
-            found = self.ec2.describe_security_groups(
-                Filters=[{"Name": filter_name, "Values": list(values)}]
-            )["SecurityGroups"]
-        result: dict[str, list[dict[str, Any]]] = {}
-        for group in found:
-            if group["GroupId"] in group_ids:
-                continue
-            for permission in group.get("IpPermissions", []):
-                # As described, descriptions included (moto matches them on revoke; AWS ignores).
-                pairs = [
-                    {k: v for k, v in p.items() if k in ("GroupId", "UserId", "Description")}
-                    for p in permission.get("UserIdGroupPairs", [])
-                    if p.get("GroupId") in group_ids
-                ]
-                ranges = [
-                    {k: v for k, v in r.items() if k in ("CidrIp", "Description")}
-                    for r in permission.get("IpRanges", [])
-                    if r.get("CidrIp") in cidrs
-                ]
-                if not pairs and not ranges:
-                    continue
-                narrowed: dict[str, Any] = {"IpProtocol": permission["IpProtocol"]}
-                for key in ("FromPort", "ToPort"):
-                    if key in permission:
-                        narrowed[key] = permission[key]
-                if pairs:
-                    narrowed["UserIdGroupPairs"] = pairs
-                if ranges:
-                    narrowed["IpRanges"] = ranges
-                result.setdefault(group["GroupId"], []).append(narrowed)
-        return result
+        with translated(f"reading the security groups of {vpc_id}"):
+            return [
+                {
+                    "GroupId": g["GroupId"],
+                    "IpPermissions": g.get("IpPermissions", []),
+                    "IpPermissionsEgress": g.get("IpPermissionsEgress", []),
+                }
+                for page in self.ec2.get_paginator("describe_security_groups").paginate(
+                    Filters=[{"Name": "vpc-id", "Values": [vpc_id]}]
+                )
+                for g in page["SecurityGroups"]
+            ]
 
     def revoke_permissions(
         self, group_id: str, permissions: Sequence[Mapping[str, Any]], egress: bool

@@ -21,6 +21,28 @@ def instance_groups(instance: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(ids))
 
 
+def interface_addresses(instance: Mapping[str, Any]) -> tuple[str, ...]:
+    """Return every private IPv4 (primary and secondary) and IPv6 address of every interface."""
+    found = [instance.get("PrivateIpAddress")]
+    for interface in instance.get("NetworkInterfaces", []):
+        found.append(interface.get("PrivateIpAddress"))
+        found += [a.get("PrivateIpAddress") for a in interface.get("PrivateIpAddresses", [])]
+        found += [a.get("Ipv6Address") for a in interface.get("Ipv6Addresses", [])]
+    return tuple(dict.fromkeys(str(a) for a in found if a))
+
+
+def public_addresses(instance: Mapping[str, Any]) -> tuple[str, ...]:
+    """Return every public IPv4 address mapped to the instance's interfaces."""
+    found = [instance.get("PublicIpAddress")]
+    for interface in instance.get("NetworkInterfaces", []):
+        found.append((interface.get("Association") or {}).get("PublicIp"))
+        found += [
+            (a.get("Association") or {}).get("PublicIp")
+            for a in interface.get("PrivateIpAddresses", [])
+        ]
+    return tuple(dict.fromkeys(str(a) for a in found if a))
+
+
 def tag_spec(resource: str, tags: Mapping[str, str]) -> dict[str, Any]:
     return {"ResourceType": resource, "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}
 

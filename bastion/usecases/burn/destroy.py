@@ -6,6 +6,7 @@ import contextlib
 from typing import Any
 
 from bastion.domain.apply import wait_until
+from bastion.domain.containment import entry_cidr, interface_hosts, names_host
 from bastion.domain.errors import NotFoundError
 from bastion.domain.incident import DESTROY
 from bastion.usecases.burn.state import Phase
@@ -57,19 +58,19 @@ class Destruction(Phase):
         """Remove what containment added, once the instance is gone; keep it if it is kept."""
         aws = self.ctx.aws
         removed: list[str] = []
-        ip = self.pre.get("private_ip")
-        if self.instance is None and ip:
+        hosts = interface_hosts(self.pre)
+        if self.instance is None and hosts:
             recorded = {
                 (e["acl_id"], int(e["number"]), bool(e["egress"]))
                 for e in self.incident.containment.get("acl_entries", [])
             }
             # Delete only what is still there (a resume may find some gone), and only the deny
             # entries containment made; with the record lost (adopted from tags), those are the
-            # deny entries for the burnt instance's own address.
+            # deny entries for the burnt instance's own addresses.
             for acl_id, entries in aws.network.vpc_network_acls(self.pre["vpc_id"]):
                 for e in entries:
                     key = (acl_id, int(e["RuleNumber"]), bool(e.get("Egress")))
-                    ours = e.get("RuleAction") == "deny" and e.get("CidrBlock") == f"{ip}/32"
+                    ours = e.get("RuleAction") == "deny" and names_host(entry_cidr(e), hosts)
                     if ours and (not recorded or key in recorded):
                         with contextlib.suppress(NotFoundError):
                             aws.network.delete_acl_entry(*key)

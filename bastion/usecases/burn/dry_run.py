@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
+from bastion.domain.containment import describe_permission, interface_hosts, plan_acl_denies
 from bastion.domain.incident import Incident
 from bastion.domain.model import InstanceInfo
+from bastion.usecases.burn.sources import admitting_rules, prefix_list_findings
 from bastion.usecases.shared.context import Context
+
+
+def _in_turn(*calls: Callable[[], Any]) -> list[Any]:
+    return [call() for call in calls]
 
 
 def planned_calls(
@@ -20,32 +29,40 @@ def planned_calls(
     group = f"bastion-{incident.name}-{incident.incident_id}"
     interfaces = pre.get("interface_ids", [])
     calls: dict[str, list[str]] = {}
-    ip = pre.get("private_ip")
-    addresses = [f"{a}/32" for a in (ip, pre.get("public_ip")) if a]
+    hosts = interface_hosts(pre)
     for step in steps:
         todo: list[str] = []
         if step == "contain_app_ssh":
-            for group_id, rules in aws.groups.groups_admitting(
-                pre["security_group_ids"], addresses
-            ):
-                for r in rules:
-                    source = r.source_group or r.cidr
-                    todo.append(
-                        f"RevokeSecurityGroupIngress {group_id} {r.protocol}/{r.from_port} "
-                        f"from {source}"
-                    )
-        elif step == "contain_network_acl" and ip:
-            for acl_id, _ in aws.network.vpc_network_acls(pre["vpc_id"]):
+            found = admitting_rules(aws, pre)
+            for revoke in found.revokes:
+                operation = "Egress" if revoke.egress else "Ingress"
                 todo += [
-                    f"CreateNetworkAclEntry {acl_id} deny {ip}/32 {way}"
-                    for way in ("inbound", "outbound")
+                    f"RevokeSecurityGroup{operation} {revoke.group_id} {describe_permission(p)}"
+                    for p in revoke.permissions
                 ]
+            hits, _ = prefix_list_findings(aws, found.prefix_lists, found.hosts, _in_turn)
+            todo += [
+                f"ModifyManagedPrefixList {h['prefix_list_id']} remove {', '.join(h['entries'])}"
+                + (" (AWS-managed: reported, not changed)" if h["aws_managed"] else "")
+                for h in hits
+            ]
+        elif step == "contain_network_acl" and hosts:
+            plan = plan_acl_denies(aws.network.vpc_network_acls(pre["vpc_id"]), hosts)
+            todo += [
+                f"CreateNetworkAclEntry {d.acl_id} #{d.number} deny {d.cidr} "
+                f"{'outbound' if d.egress else 'inbound'}"
+                for d in plan.add
+            ]
+            todo += [
+                f"(none: {b['acl_id']} {'outbound' if b['egress'] else 'inbound'} {b['why']})"
+                for b in plan.blocked
+            ]
         elif step == "contain_open_group":
             todo.append(f"CreateSecurityGroup {group}-open (all traffic in, default egress)")
-            todo += [f"ModifyNetworkInterfaceAttribute {n} -> {group}-open" for n in interfaces]
-        elif step == "contain_isolation_group":
             todo.append(f"CreateSecurityGroup {group}-isolate (no rules)")
-            todo += [f"ModifyNetworkInterfaceAttribute {n} -> {group}-isolate" for n in interfaces]
+            for n in interfaces:
+                todo.append(f"ModifyNetworkInterfaceAttribute {n} -> {group}-open")
+                todo.append(f"ModifyNetworkInterfaceAttribute {n} -> {group}-isolate")
         elif step == "contain_elastic_ip":
             todo += [f"DisassociateAddress {a['PublicIp']}" for a in aws.network.addresses(iid)]
         elif step == "preserve_protect" and instance:
