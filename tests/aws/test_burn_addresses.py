@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import threading
 from typing import Any
 
 import pytest
 
 from bastion.domain.incident import CONTAIN
 from bastion.domain.model import Action
-from bastion.usecases.burn import BurnResult, burn, incidents_dir
+from bastion.usecases.burn import BurnResult, burn
 from bastion.usecases.up import up
 from bastion.wiring import Deps
 from tests.aws.conftest import make_settings
@@ -225,16 +226,23 @@ def _interface_group_names(ec2_client: Any, instance_id: str) -> set[str]:
     return {g["GroupName"] for n in instance["NetworkInterfaces"] for g in n["Groups"]}
 
 
-def _watch_swaps(deps: Deps, ec2_client: Any, seen: list[str]) -> None:
-    """Record the group each ModifyNetworkInterfaceAttribute moves an interface to."""
+def _watch_swaps(
+    deps: Deps, ec2_client: Any, seen: list[tuple[str, str]], crash_on_open: int = 0
+) -> None:
+    """Record (interface, group name) of every swap; die on swap `crash_on_open` to allow-all."""
     names: dict[str, str] = {}
+    lock = threading.Lock()
 
     def record(params: dict[str, Any], **_: Any) -> None:
         for group_id in params.get("Groups", []):
-            if group_id not in names:
-                group = ec2_client.describe_security_groups(GroupIds=[group_id])
-                names[group_id] = group["SecurityGroups"][0]["GroupName"]
-            seen.append(names[group_id])
+            with lock:
+                if group_id not in names:
+                    group = ec2_client.describe_security_groups(GroupIds=[group_id])
+                    names[group_id] = group["SecurityGroups"][0]["GroupName"]
+                seen.append((params["NetworkInterfaceId"], names[group_id]))
+                opened = [n for _, n in seen if n.endswith("-open")]
+                if names[group_id].endswith("-open") and len(opened) == crash_on_open:
+                    raise Crash("killed inside the allow-all window")
 
     before = deps.on_ec2
 
@@ -262,48 +270,39 @@ def test_no_containment_step_ends_with_an_interface_open_and_a_resume_never_open
     deps.before_each = None
     names = _interface_group_names(ec2_client, wide["instance_id"])
     assert not any(n.endswith("-open") for n in names), names
-    swaps: list[str] = []
+    swaps: list[tuple[str, str]] = []
     _watch_swaps(deps, ec2_client, swaps)
-    contain_done = crash_at not in ("contain_open_group",)
 
     burn(make_settings(), deps, relaunch=False)
 
-    if contain_done:
-        assert not any(n.endswith("-open") for n in swaps), swaps
+    if crash_at != "contain_open_group":  # the swaps were done: none is made again
+        assert not any(n.endswith("-open") for _, n in swaps), swaps
 
 
 def test_a_resume_after_a_crash_inside_the_allow_all_window_isolates_first(
-    deps: Deps, ec2_client: Any, app_sg: str
+    deps: Deps, ec2_client: Any, wide: dict[str, Any]
 ) -> None:
-    status = up(make_settings(app_sg=app_sg), deps).status
-    assert status
-    swaps: list[str] = []
-
-    def crash_on_second(params: dict[str, Any], **_: Any) -> None:
-        swaps.append("x")
-        if len(swaps) == 2:
-            raise Crash("killed between the allow-all and the isolation swap")
-
-    before = deps.on_ec2
-
-    def attach(ec2: Any) -> None:
-        if before:
-            before(ec2)
-        ec2.ec2.meta.events.register(
-            "before-parameter-build.ec2.ModifyNetworkInterfaceAttribute", crash_on_second
-        )
-
-    deps.on_ec2 = attach
+    """Two interfaces: the burn dies on the second one's move to allow-all."""
+    plain = deps.on_ec2
+    _watch_swaps(deps, ec2_client, [], crash_on_open=2)
     with pytest.raises(Crash):
-        burn(make_settings(), deps, reason="window")
-    deps.on_ec2 = before
-    iid = status["instance"]["id"]
-    assert {n.rsplit("-", 1)[-1] for n in _interface_group_names(ec2_client, iid)} == {"open"}
-    resumed: list[str] = []
+        burn(make_settings(), deps, reason="window", relaunch=False)
+    instance = _instance(ec2_client, wide["instance_id"])
+    at_crash = {
+        n["NetworkInterfaceId"]: {g["GroupName"].rsplit("-", 1)[-1] for g in n["Groups"]}
+        for n in instance["NetworkInterfaces"]
+    }
+    deps.on_ec2 = plain
+    resumed: list[tuple[str, str]] = []
     _watch_swaps(deps, ec2_client, resumed)
 
-    burn(make_settings(), deps)
+    burn(make_settings(), deps, relaunch=False)
 
-    assert resumed and resumed[0].endswith("-isolate"), resumed
-    assert not any(n.endswith("-open") for n in resumed), resumed
-    assert list(incidents_dir(make_settings(), "us-east-1").iterdir())
+    for interface, groups in at_crash.items():
+        moves = [name.rsplit("-", 1)[-1] for i, name in resumed if i == interface]
+        if groups == {"open"}:  # its flows are untracked already: straight to isolation
+            assert moves == ["isolate"], (interface, resumed)
+        elif groups == {"isolate"}:
+            assert moves == [], (interface, resumed)
+        else:
+            assert moves == ["open", "isolate"], (interface, resumed)
