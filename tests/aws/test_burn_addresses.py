@@ -306,3 +306,18 @@ def test_a_resume_after_a_crash_inside_the_allow_all_window_isolates_first(
             assert moves == [], (interface, resumed)
         else:
             assert moves == ["open", "isolate"], (interface, resumed)
+
+
+def test_dry_run_lists_a_revoke_a_list_change_and_a_deny_per_address(
+    deps: Deps, counter: Any, wide: dict[str, Any]
+) -> None:
+    counter.reset()
+    calls = burn(make_settings(), deps, dry_run=True).calls
+    assert counter.mutating == {}
+    planned = calls["contain_app_ssh"]
+    assert any(c.startswith(f"RevokeSecurityGroupEgress {wide['db']} tcp/22") for c in planned)
+    assert any(c.startswith(f"ModifyManagedPrefixList {wide['ops']} remove") for c in planned)
+    assert len([c for c in planned if c.startswith("RevokeSecurityGroupIngress")]) == 4
+    denies = calls["contain_network_acl"]
+    assert len(denies) == 2 * len(wide["hosts"])  # in and out, each address
+    assert any(f"deny {IPV6}/128 inbound" in c for c in denies)
