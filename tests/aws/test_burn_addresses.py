@@ -321,3 +321,26 @@ def test_dry_run_lists_a_revoke_a_list_change_and_a_deny_per_address(
     denies = calls["contain_network_acl"]
     assert len(denies) == 2 * len(wide["hosts"])  # in and out, each address
     assert any(f"deny {IPV6}/128 inbound" in c for c in denies)
+
+
+def test_an_interface_attached_during_the_incident_is_isolated_by_the_read_back(
+    deps: Deps, ec2_client: Any, wide: dict[str, Any]
+) -> None:
+    def kill(action: Action) -> None:
+        if action.kind == "contain_isolation_group":
+            raise Crash(action.kind)
+
+    deps.before_each = kill
+    with pytest.raises(Crash):
+        burn(make_settings(), deps, reason="late interface", relaunch=False, keep_instance=True)
+    deps.before_each = None
+    instance = _instance(ec2_client, wide["instance_id"])
+    late = ec2_client.create_network_interface(SubnetId=instance["SubnetId"])["NetworkInterface"]
+    ec2_client.attach_network_interface(
+        NetworkInterfaceId=late["NetworkInterfaceId"], InstanceId=wide["instance_id"], DeviceIndex=2
+    )
+
+    burn(make_settings(), deps, relaunch=False, keep_instance=True)
+
+    names = _interface_group_names(ec2_client, wide["instance_id"])
+    assert len(names) == 1 and names.pop().endswith("-isolate")

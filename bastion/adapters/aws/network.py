@@ -133,7 +133,11 @@ class Network:
             return [str(e["Cidr"]) for page in pages for e in page.get("Entries", [])]
 
     def remove_prefix_list_entries(self, list_id: str, version: int, cidrs: Sequence[str]) -> None:
-        """Remove entries from a customer-managed prefix list (at the version read)."""
+        """Remove entries from a customer-managed prefix list (at the version read).
+
+        moto 5 accepts a stale version and changes AWS-managed lists too; AWS refuses both, so
+        the caller checks the owner first and reports a refusal rather than failing.
+        """
         with translated(f"removing {', '.join(cidrs)} from prefix list {list_id}"):
             self.ec2.modify_managed_prefix_list(
                 PrefixListId=list_id,
@@ -146,10 +150,16 @@ class Network:
         with translated(f"removing rule {number} from {acl_id}"):
             self.ec2.delete_network_acl_entry(NetworkAclId=acl_id, RuleNumber=number, Egress=egress)
 
-    def interface_groups(self, interface_ids: Sequence[str]) -> dict[str, list[str]]:
-        """Return the security groups of each network interface (one read)."""
-        with translated("reading the groups of the gateway's interfaces"):
-            found = self.ec2.describe_network_interfaces(NetworkInterfaceIds=list(interface_ids))
+    def interface_groups(self, instance_id: str) -> dict[str, list[str]]:
+        """Return the security groups of every interface attached to an instance now (one read).
+
+        By attachment, not by id: an interface detached since is no error, one attached since
+        is seen.
+        """
+        with translated(f"reading the groups of the interfaces of {instance_id}"):
+            found = self.ec2.describe_network_interfaces(
+                Filters=[{"Name": "attachment.instance-id", "Values": [instance_id]}]
+            )
         return {
             n["NetworkInterfaceId"]: [g["GroupId"] for g in n.get("Groups", [])]
             for n in found["NetworkInterfaces"]

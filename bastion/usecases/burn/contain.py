@@ -142,9 +142,8 @@ class Containment(Phase):
         return group_id
 
     def _interface_groups(self) -> dict[str, set[str]]:
-        interfaces = self.pre["interface_ids"]
-        current = self.ctx.aws.network.interface_groups(interfaces) if interfaces else {}
-        return {i: set(current.get(i, [])) for i in interfaces}
+        current = self.ctx.aws.network.interface_groups(self.pre["instance_id"])
+        return {i: set(groups) for i, groups in current.items()}
 
     def contain_open_group(self) -> dict[str, Any]:
         """Make both swap groups at once, then take each interface through allow-all to isolation.
