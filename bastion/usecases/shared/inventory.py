@@ -8,19 +8,20 @@ from bastion.domain.errors import ConflictError
 from bastion.domain.model import ObservedGateway, SecurityGroup
 from bastion.domain.tags import TAG_GENERATION, TAG_INCIDENT, TAG_RETIRING, TAG_STANDBY
 from bastion.usecases.ports import Cloud
-from bastion.usecases.shared.concurrently import at_once
+from bastion.usecases.shared.concurrently import Together
 
 
 def observe(
     aws: Cloud, name: str, app_sg: str | None, vpc_id: str | None = None
 ) -> ObservedGateway:
     """Describe everything AWS holds for gateway `name` (a handful of calls at once, no scan)."""
-    key_pairs, groups, all_instances, app_group = at_once(
-        lambda: aws.key_pairs.find_key_pairs(name),
-        lambda: aws.groups.find_gateway_groups(name),
-        lambda: aws.compute.find_instances(name),
-        lambda: aws.groups.group(app_sg, vpc_id) if app_sg else None,
-    )
+    with Together() as together:
+        reading_pairs = together.start(lambda: aws.key_pairs.find_key_pairs(name))
+        reading_groups = together.start(lambda: aws.groups.find_gateway_groups(name))
+        reading_instances = together.start(lambda: aws.compute.find_instances(name))
+        reading_app = together.start(lambda: aws.groups.group(app_sg, vpc_id) if app_sg else None)
+    key_pairs, groups = reading_pairs.result(), reading_groups.result()
+    all_instances, app_group = reading_instances.result(), reading_app.result()
     # An instance kept for forensics after `burn --keep-instance` is evidence, not the gateway.
     found = [i for i in all_instances if TAG_INCIDENT not in i.tags]
     # Mid-relaunch (blue/green) the new generation is a standby and, once promoted, the old one
