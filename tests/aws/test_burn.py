@@ -120,9 +120,8 @@ def test_burn_contains_first_then_relaunches_a_new_generation(
     )
     operations = [c["operation"] for c in revoke["calls"]]
     # one read, the revoke, then the read-back
-    assert operations == ["DescribeSecurityGroups", "RevokeSecurityGroupIngress"] + [
-        "DescribeSecurityGroups"
-    ]
+    read = "DescribeSecurityGroups"
+    assert operations == [read, "RevokeSecurityGroupIngress", read]
     assert all(c["request_id"] for c in revoke["calls"])
 
 
