@@ -83,7 +83,10 @@ def up(
             verify=False if no_verify else None,
             restrict_forwarding=restrict_forwarding or None,
         )
-        result = run_up(settings, deps_for(ctx, json_output), dry_run=dry_run)
+        asked = [
+            what for what, given in (("instance_type", instance_type), ("image", image)) if given
+        ]
+        result = run_up(settings, deps_for(ctx, json_output), dry_run=dry_run, asked=asked)
         if json_output:
             emit_json(
                 {

@@ -69,15 +69,70 @@ def _endpoint_checked() -> Iterator[None]:
         ) from exc
 
 
+# Throttling and 5xx answers are retried (botocore's standard mode, up to 8 attempts); a
+# connection that times out is tried twice; one that is refused, or a name that does not
+# resolve, is not retried at all: nothing listens there, and waiting will not change that.
+MAX_ATTEMPTS = 8
+CONNECT_TIMEOUT_S = 5
+CONNECT_TIMEOUT_ATTEMPTS = 2
+
+
+def nothing_listens(exc: BaseException) -> bool:
+    """Tell whether a failed AWS call was refused or its host unknown (no retry will help)."""
+    import socket
+
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, ConnectionRefusedError | socket.gaierror):
+            return True
+        inner = getattr(current, "kwargs", {}).get("error")
+        pending += [current.__cause__, current.__context__]
+        if isinstance(inner, BaseException):
+            pending.append(inner)
+    return False
+
+
+def fail_fast_on_connection_errors(
+    caught_exception: BaseException | None = None, attempts: int = 1, **_: Any
+) -> None:
+    """Stop botocore retrying a connection nothing answers (a `needs-retry` handler).
+
+    Raising here ends the call with the connection error itself, before the retry handler
+    (registered after this one) would sleep and try again.
+    """
+    from botocore.exceptions import ConnectTimeoutError
+
+    if caught_exception is None:
+        return
+    if nothing_listens(caught_exception):
+        raise caught_exception
+    if isinstance(caught_exception, ConnectTimeoutError) and attempts >= CONNECT_TIMEOUT_ATTEMPTS:
+        raise caught_exception
+
+
+def _client(session: boto3.Session, service: str, config: Any) -> Any:
+    client = session.client(service, config=config)  # type: ignore[call-overload]
+    client.meta.events.register_first("needs-retry", fail_fast_on_connection_errors)
+    return client
+
+
 class Ec2:
     """EC2, SSM and STS for one account and region, split by concern."""
 
     def __init__(self, session: boto3.Session) -> None:
         from botocore.config import Config
 
-        config = Config(retries={"mode": "standard", "max_attempts": 8}, connect_timeout=10)
+        config = Config(
+            retries={"mode": "standard", "max_attempts": MAX_ATTEMPTS},
+            connect_timeout=CONNECT_TIMEOUT_S,
+        )
         with translated("creating AWS clients"), _endpoint_checked():
-            self.ec2: EC2Client = session.client("ec2", config=config)
+            self.ec2: EC2Client = _client(session, "ec2", config)
         self._session, self._config = session, config
         self.region: str = session.region_name or ""
         self.compute = Compute(self.ec2)
@@ -91,12 +146,12 @@ class Ec2:
     def ssm(self) -> SSMClient:
         """Return the SSM client, made on first use (only image lookups need it)."""
         with translated("creating the SSM client"), _endpoint_checked():
-            return self._session.client("ssm", config=self._config)
+            return _client(self._session, "ssm", self._config)  # type: ignore[no-any-return]
 
     @functools.cached_property
     def _sts(self) -> Any:
         with translated("creating the STS client"), _endpoint_checked():
-            return self._session.client("sts", config=self._config)
+            return _client(self._session, "sts", self._config)
 
     def call_log(self) -> CallLog:
         """Start recording every EC2 call (operation and AWS request id); return the live list."""

@@ -79,7 +79,7 @@ def allowed_cidrs(settings: Settings, deps: Deps) -> tuple[str, ...]:
         )
     if open_to_all:
         deps.reporter.warn(
-            f"WARNING: the gateway port will be reachable from {', '.join(open_to_all)} "
+            f"the gateway port will be reachable from {', '.join(open_to_all)} "
             "(--allow-anywhere); anyone can try to log in"
         )
     return cidrs

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
 from bastion.domain.allowlist import without_expired
 from bastion.domain.apply import apply_plan
 from bastion.domain.errors import UsageError
+from bastion.domain.launch_diff import launch_differences
 from bastion.domain.model import Action, GatewaySpec, Plan
 from bastion.domain.plan import Network, plan_up
 from bastion.domain.settings import Settings, image_parameter
@@ -44,8 +46,13 @@ def converge(
     dry_run: bool = False,
     generation_floor: int = 1,
     ctx: Context | None = None,
+    asked: Collection[str] = (),
 ) -> UpResult:
-    """Create or converge a gateway; a second run with nothing changed changes nothing."""
+    """Create or converge a gateway; a second run with nothing changed changes nothing.
+
+    `asked` names the settings the user gave explicitly (`instance_type`, `image`): where the
+    running gateway differs in them, a warning says so and how to get them (a relaunch).
+    """
     cidrs = allowed_cidrs(settings, deps)
     ctx = ctx or open_context(settings, deps, lock_for=None if dry_run else "up")
     aws = ctx.aws
@@ -91,7 +98,9 @@ def converge(
     now = deps.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ")
     network = Network(subnet.subnet_id, subnet.vpc_id, subnet.vpc_cidr, subnet.vpc_cidrs)
     plan = plan_up(spec, observed, local, network, now, generation_floor)
-    plan = Plan(plan.command, plan.name, prune.actions + plan.actions, plan.warnings)
+    differs = launch_differences(spec, instance, asked) if instance else None
+    warnings = plan.warnings + ((differs,) if differs else ())
+    plan = Plan(plan.command, plan.name, prune.actions + plan.actions, warnings)
     if not settings.verify:
         plan = Plan(
             plan.command,
