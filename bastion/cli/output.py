@@ -125,7 +125,9 @@ def print_table(
         table.add_column(header, style="bold" if index == 0 and not show_header else None)
     for row in rows:
         table.add_row(*(Text(cell) for cell in row))
-    if Measurement.get(console, console.options, table).maximum <= console.width:
+    # Measured unconstrained: against the console's width rich would report the squeezed one.
+    natural = Measurement.get(console, console.options.update_width(100_000), table).maximum
+    if natural <= console.width:
         console.print(table)
         return
     console.print(Text(title))
