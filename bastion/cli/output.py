@@ -132,18 +132,13 @@ def print_table(
         return
     console.print(Text(title))
     for row in rows:
-        if not show_header:  # a field/value list: one field a line
-            field, value = row
-            lines = value.splitlines() or [""]
-            console.print(Text(f"  {field}: {lines[0]}"))
-            for line in lines[1:]:
-                console.print(Text(f"    {line}"))
-            continue
-        console.print(Text(f"- {headers[0]}: {row[0]}"))
-        for header, cell in zip(headers[1:], row[1:], strict=True):
-            lines = cell.splitlines() or [""]
-            console.print(Text(f"  {header}: {lines[0]}"))
-            for line in lines[1:]:
+        # A field/value list prints one field a line; other tables one block per row.
+        fields = list(zip(headers, row, strict=True)) if show_header else [(row[0], row[1])]
+        for number, (name, value) in enumerate(fields):
+            lead = "- " if show_header and number == 0 else "  "
+            first, *rest = value.splitlines() or [""]
+            console.print(Text(f"{lead}{name}: {first}"))
+            for line in rest:
                 console.print(Text(f"    {line}"))
 
 
