@@ -130,7 +130,9 @@ def create_user(
         iam = boto3.client("iam", region_name="us-east-1")
     document = as_moto_sees_it(policy) if widen else policy
     arn = iam.create_user(UserName=name)["User"]["Arn"]
-    iam.put_user_policy(UserName=name, PolicyName=f"{name}-policy", PolicyDocument=json.dumps(document))
+    iam.put_user_policy(
+        UserName=name, PolicyName=f"{name}-policy", PolicyDocument=json.dumps(document)
+    )
     key = iam.create_access_key(UserName=name)["AccessKey"]
     return IamUser(name, str(arn), str(key["AccessKeyId"]), str(key["SecretAccessKey"]))
 
@@ -167,10 +169,11 @@ def reset_auth(endpoint: str, unauthenticated: int = 0) -> int:
     """Make a moto_server check IAM after `unauthenticated` more requests; return the old count."""
     import urllib.request
 
-    request = urllib.request.Request(
-        f"{endpoint}/moto-api/reset-auth", data=str(unauthenticated).encode(), method="POST"
-    )
-    with urllib.request.urlopen(request, timeout=10) as reply:  # noqa: S310 (a local server)
+    url = f"{endpoint}/moto-api/reset-auth"
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(f"not a moto_server endpoint: {endpoint}")
+    request = urllib.request.Request(url, data=str(unauthenticated).encode(), method="POST")  # noqa: S310
+    with urllib.request.urlopen(request, timeout=10) as reply:  # noqa: S310 (checked above)
         return int(json.loads(reply.read())["PREVIOUS_INITIAL_NO_AUTH_ACTION_COUNT"])
 
 
@@ -221,14 +224,16 @@ def guard_answered_calls(
         return _denied_response(user_arn, action)
 
     for operation in operations:
-        client.meta.events.register(f"before-call.{client.meta.service_model.service_name}.{operation}", check)
+        client.meta.events.register(
+            f"before-call.{client.meta.service_model.service_name}.{operation}", check
+        )
 
 
 def _denied_response(user_arn: str, action: str) -> tuple[Any, dict[str, Any]]:
-    from botocore.awsrequest import AWSResponse
+    from botocore.awsrequest import AWSResponse, HTTPHeaders
 
     message = f"User: {user_arn} is not authorized to perform: {action}"
-    http = AWSResponse("https://denied.invalid/", 403, {}, None)
+    http = AWSResponse("https://denied.invalid/", 403, HTTPHeaders(), None)
     parsed = {
         "Error": {"Code": "AccessDenied", "Message": message},
         "ResponseMetadata": {"HTTPStatusCode": 403},

@@ -108,7 +108,7 @@ def test_missing_credentials_are_an_auth_error(
 @pytest.mark.parametrize(
     ("code", "http", "status", "needle"),
     [
-        ("UnauthorizedOperation", 403, ExitStatus.AWS_AUTH, "IAM permissions"),
+        ("UnauthorizedOperation", 403, ExitStatus.AWS_AUTH, "AWS refused ec2:RunInstances"),
         ("InstanceLimitExceeded", 400, ExitStatus.AWS, "terminate unused instances"),
     ],
 )

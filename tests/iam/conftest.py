@@ -201,7 +201,9 @@ def _seed(root: Any) -> str:
         MinCount=1,
         MaxCount=1,
         SecurityGroupIds=[app["GroupId"]],
-        TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": "Name", "Value": "app-1"}]}],
+        TagSpecifications=[
+            {"ResourceType": "instance", "Tags": [{"Key": "Name", "Value": "app-1"}]}
+        ],
     )
     return str(app["GroupId"])
 
@@ -228,9 +230,7 @@ def make_world(policy: dict[str, Any], enforce: Callable[[], Any] = enforced) ->
         def attach(ec2: Ec2) -> None:
             consoles.attach(ec2)
             # FakeConsoles answers GetConsoleOutput before moto sees it: check IAM for moto.
-            guard_answered_calls(
-                ec2.ec2, lambda: policy, user.arn, ["GetConsoleOutput"]
-            )
+            guard_answered_calls(ec2.ec2, lambda: policy, user.arn, ["GetConsoleOutput"])
 
         deps = Deps(
             session_factory=lambda profile, region: recorder.attach(user.session(region or REGION)),

@@ -82,9 +82,7 @@ def test_the_policy_lists_exactly_the_actions_the_lifecycle_calls() -> None:
     assert not documented & NEEDS_NO_PERMISSION
 
 
-@pytest.mark.parametrize(
-    "action", sorted(policy_actions(DOCUMENTED)) if EVERY else REPRESENTATIVE
-)
+@pytest.mark.parametrize("action", sorted(policy_actions(DOCUMENTED)) if EVERY else REPRESENTATIVE)
 def test_without_an_action_the_first_command_needing_it_fails_with_exit_4_naming_it(
     action: str,
 ) -> None:
