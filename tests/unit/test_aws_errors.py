@@ -61,3 +61,17 @@ def test_bad_credentials_are_still_said_to_be_credentials() -> None:
     with pytest.raises(AwsAuthError) as raised, translated("listing"):
         raise _refuse("AuthFailure", "AWS was not able to validate the provided access credentials")
     assert "pick another --profile" in raised.value.message
+
+
+def test_a_refusal_whose_code_botocore_could_not_read_is_still_a_refusal() -> None:
+    xml = (
+        "<ErrorResponse><Errors><Error><Code>AccessDenied</Code><Message>User: "
+        f"{ARN} is not authorized to perform: ssm:GetParameter</Message></Error></Errors>"
+    )
+    refused = ClientError(
+        {"Error": {"Code": "403", "Message": xml}, "ResponseMetadata": {"HTTPStatusCode": 403}},
+        "GetParameter",
+    )
+    with pytest.raises(AwsAuthError) as raised, translated("resolving x", service="ssm"):
+        raise refused
+    assert raised.value.message.startswith(f"AWS refused ssm:GetParameter for {ARN}: ")

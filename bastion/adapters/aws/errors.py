@@ -83,7 +83,9 @@ def translated(doing: str, service: str = "ec2") -> Iterator[None]:
         error = exc.response.get("Error", {})
         code = error.get("Code", "Unknown")
         message = error.get("Message", str(exc))
-        if code in DENIED_CODES:
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        # moto answers JSON services' refusals in XML, which botocore cannot read a code from.
+        if code in DENIED_CODES or (status == 403 and _DENIED.search(message)):
             raise AwsAuthError(denied_message(service, exc.operation_name, message)) from exc
         if code in AUTH_CODES:
             raise AwsAuthError(
