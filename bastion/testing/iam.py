@@ -165,16 +165,22 @@ def enforced() -> Iterator[None]:
         settings.INITIAL_NO_AUTH_ACTION_COUNT, ActionAuthenticatorMixin.request_count = before
 
 
-def reset_auth(endpoint: str, unauthenticated: int = 0) -> int:
-    """Make a moto_server check IAM after `unauthenticated` more requests; return the old count."""
+def reset_auth(endpoint: str, unauthenticated: float = 0) -> float:
+    """Make a moto_server check IAM after `unauthenticated` more requests; return the old count.
+
+    `float("inf")` switches the checks off again (moto_server's default).
+    """
     import urllib.request
 
     url = f"{endpoint}/moto-api/reset-auth"
     if not url.startswith(("http://", "https://")):
         raise ValueError(f"not a moto_server endpoint: {endpoint}")
-    request = urllib.request.Request(url, data=str(unauthenticated).encode(), method="POST")  # noqa: S310
+    # Not a form post: moto reads the raw body, which Flask empties for form content types.
+    request = urllib.request.Request(  # noqa: S310 (checked above)
+        url, data=str(unauthenticated).encode(), headers={"Content-Type": "text/plain"}
+    )
     with urllib.request.urlopen(request, timeout=10) as reply:  # noqa: S310 (checked above)
-        return int(json.loads(reply.read())["PREVIOUS_INITIAL_NO_AUTH_ACTION_COUNT"])
+        return float(json.loads(reply.read())["PREVIOUS_INITIAL_NO_AUTH_ACTION_COUNT"])
 
 
 def iam_action(model: Any) -> str:
