@@ -101,8 +101,9 @@ def build_client_config(
     options: SshConfigOptions,
     app_sg: str | None,
     instance: InstanceInfo | None = None,
+    home: Path | None = None,
 ) -> ClientConfig:
-    """Gather the gateway's address, keys and app hosts into a `ClientConfig`."""
+    """Gather the gateway's address, keys, app hosts and the operator's own names."""
     settings, aws, files = ctx.settings, ctx.aws, ctx.files
     observed = observe_with_app_group(aws, settings.name, app_sg)
     instance = instance or observed.instance
@@ -158,7 +159,36 @@ def build_client_config(
         app_user=options.app_user,
         app_identity=options.app_identity,
         app_known_hosts=root / APP_KNOWN_HOSTS_NAME,
+        user_names=operator_host_names(home or Path.home()),
     )
+
+
+def operator_host_names(home: Path) -> tuple[sshconfig.UserHostName, ...]:
+    """Return the names the operator's own `~/.ssh/config` (and its Includes) use."""
+    generated = tuple(sshconfig.config_dir(home).glob(f"{sshconfig.FILE_PREFIX}*"))
+    return sshconfig.user_host_names(home / ".ssh" / "config", skip=generated)
+
+
+def name_warnings(config: ClientConfig) -> tuple[str, ...]:
+    """Say, one warning each, which Name tags name no alias and which own names are excluded."""
+    warnings = []
+    refused = sshconfig.refused_names(config)
+    if refused:
+        listed = "; ".join(
+            f"{r.name!r} on {', '.join(r.instance_ids)} ({r.reason})" for r in refused
+        )
+        warnings.append(
+            f"app host names left out of the ssh config (reach those hosts as "
+            f"INSTANCE_ID.{config.namespace}): {listed}"
+        )
+    excluded = sshconfig.address_patterns(config)[len(config.patterns) :]
+    if excluded:
+        where = {f"!{u.pattern.lower()}": u.where for u in config.user_names}
+        listed = ", ".join(f"{p} ({where.get(p, 'your config')})" for p in excluded)
+        warnings.append(
+            f"the app address patterns leave the hosts your own ssh config names to it: {listed}"
+        )
+    return tuple(warnings)
 
 
 def app_console_key(aws: Cloud, instance: InstanceInfo) -> str | None:
