@@ -13,7 +13,7 @@ from bastion.cli.output import emit_json
 EPILOG = examples(
     "bastion ssh-config",
     "bastion ssh-config --write --app-user ec2-user --app-identity ~/.ssh/app",
-    "ssh app-1   (after --write)",
+    "ssh app-1.default.bastion   (after --write)",
     "bastion ssh-config --json | jq .hosts",
 )
 
@@ -42,7 +42,8 @@ def ssh_config_command(
         typer.Option(
             "--hosts",
             help="Host pattern for app hosts by address (repeatable), instead of the VPC range, "
-            "e.g. '10.0.*'.",
+            "e.g. '10.0.*'; it needs a literal network prefix (or a domain like "
+            "'*.ec2.internal').",
         ),
     ] = None,
     json_output: JsonOpt = False,
