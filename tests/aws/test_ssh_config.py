@@ -209,7 +209,8 @@ def test_ssh_config_write_twice_installs_once_and_reports(
     first = invoke(runner, deps, "ssh-config", "--write", "--app-sg", app_sg)
     second = invoke(runner, deps, "ssh-config", "--write", "--app-sg", app_sg, "--json")
     assert first.exit_code == 0, first.stderr
-    assert "Include line added at the top" in first.stdout and "Try: ssh app-1.default.bastion" in first.stdout
+    assert "Include line added at the top" in first.stdout
+    assert "Try: ssh app-1.default.bastion" in first.stdout
     data = json.loads(second.stdout)
     assert (data["changed"], data["include_added"]) == (False, False)
     assert [h["aliases"][0] for h in data["hosts"]] == ["app-1.default.bastion"]
