@@ -79,6 +79,8 @@ class ClientConfig:
     app_known_hosts: Path | None = None
     # The Host and Match names of the operator's own config: never captured by this file.
     user_names: tuple[UserHostName, ...] = ()
+    # The Host names of the other gateways' generated files (their address patterns may overlap).
+    other_gateway_names: tuple[UserHostName, ...] = ()
 
     @property
     def namespace(self) -> str:

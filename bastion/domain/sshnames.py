@@ -143,16 +143,20 @@ def exclusions(patterns: Sequence[str], user_names: Iterable[UserHostName]) -> t
     positive = [p for p in patterns if not p.startswith("!")]
     found: dict[str, None] = {}
     for user in user_names:
-        pattern = user.pattern.lower()
-        if is_catch_all(pattern) or f"!{pattern}" in patterns or not _PATTERN_CHARS.match(pattern):
+        pattern = user.pattern  # negated as written: ssh compares patterns case-sensitively
+        lowered = pattern.lower()
+        if is_catch_all(pattern) or f"!{pattern}" in patterns or not _PATTERN_CHARS.match(lowered):
             continue  # a pattern with other characters names no address: it cannot overlap
-        if any(globs_overlap(p.lower(), pattern) for p in positive):
+        if any(globs_overlap(p.lower(), lowered) for p in positive):
             found[f"!{pattern}"] = None
     return tuple(found)
 
 
 def glob_match(pattern: str, name: str) -> bool:
-    """Tell whether OpenSSH's pattern (`*`, `?`; no case) matches `name`."""
+    """Tell whether OpenSSH's pattern (`*`, `?`) matches `name`, ignoring case.
+
+    ssh itself compares case, so this matches more often than ssh: it refuses more, never less.
+    """
     return globs_overlap(pattern.lower(), name.lower().replace("*", "\0").replace("?", "\0"))
 
 

@@ -340,3 +340,37 @@ def test_the_users_names_are_read_through_include_lines_as_ssh_reads_them(
 
 def test_a_missing_user_config_names_nothing(tmp_path: Path) -> None:
     assert sshconfig.user_host_names(tmp_path / ".ssh" / "config") == ()
+
+
+# --- what `ssh-config` (and `up`'s refresh) warns about, one warning each --------------------
+
+
+def test_refused_names_and_excluded_own_names_are_each_one_warning_on_one_line() -> None:
+    from bastion.usecases.shared.clientconfig import name_warnings
+
+    hostile = AppHost("i-0eeeeeeeeeeeeeeee", "x\n    ProxyCommand nc evil 22", "172.31.6.6")
+    config = replace(sample_config(), app_hosts=(*sample_config().app_hosts, hostile))
+    refused, excluded = name_warnings(config)
+    assert refused.startswith("app host names left out of the ssh config (reach those hosts as ")
+    assert "INSTANCE_ID.demo.bastion" in refused and "\n" not in refused
+    assert "'web 2' on i-0bbbbbbbbbbbbbbbb (not a plain host name" in refused
+    assert "'worker' on i-0ccccccccccccccc1, i-0ccccccccccccccc2 (shared by 2 hosts)" in refused
+    assert "'x\\n    ProxyCommand nc evil 22' on i-0eeeeeeeeeeeeeeee" in refused
+    assert excluded.endswith("!172.31.5.5 (~/.ssh/config line 5)")
+
+
+def test_another_gateways_file_routing_the_same_addresses_is_warned_about() -> None:
+    from bastion.usecases.shared.clientconfig import name_warnings
+
+    other = (
+        UserHostName("bastion-eu", "~/.ssh/config.d/bastion-eu line 4"),
+        UserHostName("app-1.eu.bastion", "~/.ssh/config.d/bastion-eu line 20"),
+        UserHostName("172.31.*", "~/.ssh/config.d/bastion-eu line 40"),
+    )
+    config = replace(sample_config(), user_names=(), other_gateway_names=other)
+    warnings = [w for w in name_warnings(config) if w.startswith("another gateway")]
+    assert len(warnings) == 1
+    assert "172.31.* (~/.ssh/config.d/bastion-eu line 40)" in warnings[0]
+    assert "bastion-eu line 4)" not in warnings[0] and "app-1.eu" not in warnings[0]
+    apart = replace(config, patterns=("10.1.*",))
+    assert not [w for w in name_warnings(apart) if w.startswith("another gateway")]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from bastion.adapters import sshconfig
 from bastion.adapters.sshconfig import AppHost, ClientConfig, GatewayEntry, WrittenConfig
+from bastion.domain import sshnames
 from bastion.domain.apply import Reporter
 from bastion.domain.console import host_keys_from_console
 from bastion.domain.errors import BastionError, ConflictError, NotFoundError, UsageError
@@ -72,6 +73,8 @@ def refresh_ssh_config(
     if reporter is not None:
         how = "updated" if changed else "already current"
         reporter.step(f"ssh config {record.path} {how} (address, keys, known_hosts)")
+        for warning in name_warnings(config):
+            reporter.warn(warning)
     return Refreshed(record.path, changed)
 
 
@@ -160,6 +163,7 @@ def build_client_config(
         app_identity=options.app_identity,
         app_known_hosts=root / APP_KNOWN_HOSTS_NAME,
         user_names=operator_host_names(home or Path.home()),
+        other_gateway_names=other_gateway_host_names(home or Path.home(), settings.name),
     )
 
 
@@ -167,6 +171,13 @@ def operator_host_names(home: Path) -> tuple[sshconfig.UserHostName, ...]:
     """Return the names the operator's own `~/.ssh/config` (and its Includes) use."""
     generated = tuple(sshconfig.config_dir(home).glob(f"{sshconfig.FILE_PREFIX}*"))
     return sshconfig.user_host_names(home / ".ssh" / "config", skip=generated)
+
+
+def other_gateway_host_names(home: Path, name: str) -> tuple[sshconfig.UserHostName, ...]:
+    """Return the Host names of the other gateways' generated files."""
+    own = sshconfig.config_path(home, name)
+    others = sorted(sshconfig.config_dir(home).glob(f"{sshconfig.FILE_PREFIX}*"))
+    return tuple(n for p in others if p != own for n in sshconfig.user_host_names(p))
 
 
 def name_warnings(config: ClientConfig) -> tuple[str, ...]:
@@ -183,10 +194,22 @@ def name_warnings(config: ClientConfig) -> tuple[str, ...]:
         )
     excluded = sshconfig.address_patterns(config)[len(config.patterns) :]
     if excluded:
-        where = {f"!{u.pattern.lower()}": u.where for u in config.user_names}
+        where = {f"!{u.pattern}": u.where for u in config.user_names}
         listed = ", ".join(f"{p} ({where.get(p, 'your config')})" for p in excluded)
         warnings.append(
             f"the app address patterns leave the hosts your own ssh config names to it: {listed}"
+        )
+    shared = [
+        f"{n.pattern} ({n.where})"
+        for n in config.other_gateway_names
+        if not sshnames.is_catch_all(n.pattern)
+        and any(sshnames.globs_overlap(p, n.pattern) for p in config.patterns if p[:1] != "!")
+    ]
+    if shared:
+        warnings.append(
+            f"another gateway's ssh config routes the same addresses: {', '.join(shared)}; ssh "
+            "takes those through the gateway whose file comes first, so give one of them "
+            "`bastion ssh-config --write --hosts PATTERN`"
         )
     return tuple(warnings)
 
