@@ -123,7 +123,7 @@ OWN_CONFIG = (
     "# the operator's own hosts\n"
     "Host work\n    HostName work.example.com\n    User me\n"
     "Host 10.20.0.5\n    User me\n"
-    "Include ~/.ssh/extra/*.conf\n"
+    "Include {home}/.ssh/extra/*.conf\n"  # absolute: ssh expands ~ from the passwd entry
 )
 HOSTILE = (
     "github.com", "*", "?*", "10.0.1.5", "10.20.0.5", "i-0victim", "web 2", "work", "corp",
@@ -137,7 +137,7 @@ def installed_config(home: Path, gateway: LocalGateway, keys: GatewayKeys) -> Pa
 
     ssh_dir = home / ".ssh"
     (ssh_dir / "extra").mkdir(parents=True)
-    (ssh_dir / "config").write_text(OWN_CONFIG)
+    (ssh_dir / "config").write_text(OWN_CONFIG.format(home=home))
     (ssh_dir / "extra" / "corp.conf").write_text("Host corp\n    HostName corp.example.com\n")
     hostile = tuple(
         AppHost(f"i-0{n:08x}", name, f"10.20.1.{n}") for n, name in enumerate(HOSTILE, 10)
@@ -183,6 +183,10 @@ def test_the_namespaced_aliases_and_the_app_network_go_through_the_gateway_in_re
     ssh_client: str, gateway: LocalGateway, keys: GatewayKeys, tmp_path: Path
 ) -> None:
     user_config = installed_config(tmp_path, gateway, keys)
+    generated = (tmp_path / ".ssh" / "config.d" / "bastion-test").read_text()
+    # `work` and `corp` (from the Included file) are the operator's: no alias carries them.
+    assert "work.test.bastion" not in generated and "corp.test.bastion" not in generated
+    assert "Host 10.20.* !10.20.0.5\n" in generated
     victim = resolved(ssh_client, user_config, "app-1.test.bastion")
     assert (victim["proxyjump"], victim["hostname"]) == (ALIAS, "10.20.1.1")
     assert resolved(ssh_client, user_config, "i-0victim.test.bastion")["hostname"] == "10.20.1.1"
