@@ -182,6 +182,13 @@ def ssh_target(config: ClientConfig, host: str) -> str:
     for block in host_blocks(config):
         if wanted in (block.name, block.instance_id):
             return block.aliases[0] if wanted == block.name else block.aliases[-1]
+    for refused in refused_names(config):
+        if refused.name.lower() == wanted:
+            ids, first = ", ".join(refused.instance_ids), refused.instance_ids[0]
+            raise UsageError(
+                f"app host name {host!r} ({ids}) names no host in the ssh config "
+                f"({refused.reason}); use its instance id, e.g. `bastion ssh {first}`"
+            )
     return host
 
 

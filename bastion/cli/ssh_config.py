@@ -53,7 +53,7 @@ def ssh_config_command(
     def run() -> None:
         from pathlib import Path
 
-        from bastion.adapters.sshconfig import host_blocks
+        from bastion.adapters.sshconfig import host_blocks, refused_names
         from bastion.usecases.access import SshConfigOptions, ssh_config
 
         settings = settings_for(ctx, name=name, app_sg=app_sg, reach=reach)
@@ -85,6 +85,10 @@ def ssh_config_command(
                         for b in host_blocks(result.config)
                     ],
                     "patterns": list(result.config.patterns),
+                    "refused_names": [
+                        {"name": r.name, "instance_ids": list(r.instance_ids), "reason": r.reason}
+                        for r in refused_names(result.config)
+                    ],
                     "warnings": list(result.warnings),
                 }
             )

@@ -161,8 +161,13 @@ def test_bastion_ssh_maps_a_short_name_or_instance_id_to_its_alias() -> None:
     assert sshconfig.ssh_target(config, "app-1") == "app-1.demo.bastion"
     assert sshconfig.ssh_target(config, "APP-1") == "app-1.demo.bastion"
     assert sshconfig.ssh_target(config, "i-0ccccccccccccccc1") == "i-0ccccccccccccccc1.demo.bastion"
-    for unchanged in ("worker", "web 2", "172.31.3.5", "app-1.demo.bastion", "bastion-demo"):
+    for unchanged in ("172.31.3.5", "app-1.demo.bastion", "bastion-demo", "elsewhere"):
         assert sshconfig.ssh_target(config, unchanged) == unchanged
+
+
+def test_bastion_ssh_to_a_refused_name_says_which_instance_ids_to_use() -> None:
+    with pytest.raises(UsageError, match=r"i-0ccccccccccccccc1, i-0ccccccccccccccc2.*shared"):
+        sshconfig.ssh_target(sample_config(), "worker")
 
 
 @pytest.mark.parametrize(
