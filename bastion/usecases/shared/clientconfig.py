@@ -242,11 +242,18 @@ def unpinned_app_hosts(config: ClientConfig) -> str | None:
     loose = [h for h in config.app_hosts if not h.host_key]
     if not loose:
         return None
-    names = ", ".join(f"{h.name} ({h.instance_id})" if h.name else h.instance_id for h in loose)
+    names = ", ".join(
+        f"{_shown(h.name)} ({h.instance_id})" if h.name else h.instance_id for h in loose
+    )
     return (
         f"the console of {names} shows no host key: their keys are learned on first use "
         "(accept-new, only over the pinned gateway); every other app host is pinned strictly"
     )
+
+
+def _shown(name: str) -> str:
+    # A Name tag is anyone's text: quoted, escapes and all, unless it is plainly printable.
+    return name if name.isprintable() and " " not in name else repr(name)
 
 
 def permit_open_targets(aws: Cloud, app_group_id: str | None) -> tuple[str, ...]:
