@@ -88,34 +88,28 @@ def refused_names(
     user_names: Sequence[UserHostName] = (),
 ) -> tuple[RefusedName, ...]:
     """Return every Name tag (of `names`: instance id -> Name) that no alias may carry."""
-    by_name: dict[str, list[str]] = {}
+    by_name: dict[str, tuple[str, list[str]]] = {}
     for instance_id, name in names.items():
         if name:
-            by_name.setdefault(name.lower(), []).append(instance_id)
+            by_name.setdefault(name.lower(), (name, []))[1].append(instance_id)
     namespace = namespace_for(gateway_alias)
+    own = [u for u in user_names if not is_catch_all(u.pattern)]
+    literals = {u.pattern.lower(): u.where for u in reversed(own) if u.literal}
     refused = []
-    for lowered, ids in sorted(by_name.items()):
+    for lowered, (shown, ids) in sorted(by_name.items()):
         reason = name_refusal(lowered, gateway_alias)
         if reason is None and len(ids) > 1:
             reason = f"shared by {len(ids)} hosts"
         if reason is None:
-            reason = _named_by_user(lowered, app_alias(lowered, namespace), user_names)
+            # The short name (which `bastion ssh NAME` maps) against every pattern that names
+            # hosts; the alias against the literal names only (a broad pattern such as `i-*`
+            # applying to an alias is the operator's options on bastion's host, not a capture).
+            where = next((u.where for u in own if glob_match(u.pattern, lowered)), None)
+            where = where or literals.get(app_alias(lowered, namespace))
+            reason = f"named in {where}" if where else None
         if reason is not None:
-            shown = next(n for n in names.values() if n and n.lower() == lowered)
             refused.append(RefusedName(shown, tuple(sorted(ids)), reason))
     return tuple(refused)
-
-
-def _named_by_user(name: str, alias: str, user_names: Sequence[UserHostName]) -> str | None:
-    # The short name (which `bastion ssh NAME` maps) against every pattern that names hosts;
-    # the alias against the operator's literal names only (a broad pattern such as `i-*`
-    # applying to an alias is the operator's options on bastion's host, not a capture).
-    for user in user_names:
-        if is_catch_all(user.pattern):
-            continue
-        if glob_match(user.pattern, name) or (user.literal and user.pattern.lower() == alias):
-            return f"named in {user.where}"
-    return None
 
 
 def is_catch_all(pattern: str) -> bool:
@@ -157,7 +151,13 @@ def glob_match(pattern: str, name: str) -> bool:
 
     ssh itself compares case, so this matches more often than ssh: it refuses more, never less.
     """
-    return globs_overlap(pattern.lower(), name.lower().replace("*", "\0").replace("?", "\0"))
+    return _glob_regex(pattern).fullmatch(name) is not None
+
+
+@cache
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    parts = (".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in pattern)
+    return re.compile("".join(parts), re.IGNORECASE | re.DOTALL)
 
 
 def globs_overlap(first: str, second: str) -> bool:
