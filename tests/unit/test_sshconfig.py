@@ -379,3 +379,14 @@ def test_another_gateways_file_routing_the_same_addresses_is_warned_about() -> N
     assert "bastion-eu line 4)" not in warnings[0] and "app-1.eu" not in warnings[0]
     apart = replace(config, patterns=("10.1.*",))
     assert not [w for w in name_warnings(apart) if w.startswith("another gateway")]
+
+
+def test_the_users_own_block_for_the_gateway_alias_is_warned_about() -> None:
+    from bastion.usecases.shared.clientconfig import name_warnings
+
+    own = (UserHostName("bastion-*", "~/.ssh/config line 9"), UserHostName("*", "line 1"))
+    warnings = name_warnings(replace(sample_config(), app_hosts=(), user_names=own))
+    assert warnings == (
+        "your own ssh config names bastion-demo too (~/.ssh/config line 9): bastion's block, "
+        "Included first, wins for that name; rename or remove yours",
+    )

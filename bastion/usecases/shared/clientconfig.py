@@ -199,6 +199,17 @@ def name_warnings(config: ClientConfig) -> tuple[str, ...]:
         warnings.append(
             f"the app address patterns leave the hosts your own ssh config names to it: {listed}"
         )
+    gateway = config.gateway.alias
+    mine = [
+        u.where
+        for u in config.user_names
+        if not sshnames.is_catch_all(u.pattern) and sshnames.glob_match(u.pattern, gateway)
+    ]
+    if mine:
+        warnings.append(
+            f"your own ssh config names {gateway} too ({', '.join(mine)}): bastion's block, "
+            "Included first, wins for that name; rename or remove yours"
+        )
     shared = [
         f"{n.pattern} ({n.where})"
         for n in config.other_gateway_names
