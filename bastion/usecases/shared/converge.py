@@ -8,7 +8,7 @@ from typing import Any
 from bastion.domain.allowlist import without_expired
 from bastion.domain.apply import apply_plan
 from bastion.domain.errors import UsageError
-from bastion.domain.model import Action, GatewaySpec, Plan
+from bastion.domain.model import Action, GatewaySpec, Image, ObservedGateway, Plan
 from bastion.domain.plan import Network, plan_up
 from bastion.domain.settings import Settings, image_parameter
 from bastion.usecases.ports import Deps
@@ -25,6 +25,7 @@ from bastion.usecases.shared.context import (
 )
 from bastion.usecases.shared.inventory import observe
 from bastion.usecases.shared.launch import UpHandlers
+from bastion.usecases.shared.lease import hold_aws_lock, holds_aws_lock
 from bastion.usecases.shared.report import gateway_report
 
 
@@ -47,7 +48,52 @@ def converge(
 ) -> UpResult:
     """Create or converge a gateway; a second run with nothing changed changes nothing."""
     cidrs = allowed_cidrs(settings, deps)
-    ctx = ctx or open_context(settings, deps, lock_for=None if dry_run else "up")
+    lock_for = None if dry_run else "up"
+    ctx = ctx or open_context(settings, deps, lock_for=lock_for, aws_lock=False)
+    planned = _plan(settings, deps, ctx, cidrs, generation_floor)
+    if not dry_run and planned.plan.changes and not holds_aws_lock(ctx):
+        # The AWS lock only to apply (a gateway with nothing to change costs no lock calls);
+        # what was read before it may have changed, so the plan is made again under it.
+        hold_aws_lock(ctx, deps, "up")
+        planned = _plan(settings, deps, ctx, cidrs, generation_floor)
+    for warning in planned.warnings:
+        deps.reporter.warn(warning)
+    plan = planned.plan
+    if dry_run:
+        return UpResult(plan, [], None)
+    handlers = UpHandlers(ctx, deps, planned.spec, planned.observed, planned.network, planned.now)
+    handlers.permit_open = planned.permit_open
+    handlers.image = planned.image
+    outcome = apply_plan(
+        plan, handlers.table(), deps.reporter, journal_for(ctx.files), before_each=deps.before_each
+    )
+    refreshed = refresh_written_config(ctx, deps)
+    return UpResult(
+        plan, outcome.done, gateway_report(settings, deps, ctx=ctx, cidr_hint=cidrs), refreshed
+    )
+
+
+@dataclass
+class _Planned:
+    plan: Plan
+    spec: GatewaySpec
+    observed: ObservedGateway
+    network: Network
+    now: str
+    permit_open: tuple[str, ...]
+    image: Image | None
+    warnings: list[str]
+
+
+def _plan(
+    settings: Settings,
+    deps: Deps,
+    ctx: Context,
+    cidrs: tuple[str, ...],
+    generation_floor: int,
+) -> _Planned:
+    """Read the gateway and plan `up` (everything AWS can check is checked before a change)."""
+    warnings: list[str] = []
     aws = ctx.aws
     # A given --subnet picks the VPC (and so which group named --app-sg is meant); without one
     # the gateway goes where the app group is, or else into the default VPC.
@@ -87,7 +133,7 @@ def converge(
         permit_open = permit_open_targets(aws, app_group_id)
         stale = stale_permit_open(aws, instance, permit_open) if instance else None
         if stale:
-            deps.reporter.warn(stale)
+            warnings.append(stale)
     now = deps.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ")
     network = Network(subnet.subnet_id, subnet.vpc_id, subnet.vpc_cidr, subnet.vpc_cidrs)
     plan = plan_up(spec, observed, local, network, now, generation_floor)
@@ -107,22 +153,10 @@ def converge(
         if settings.reach == "public" and not aws.network.routes_to_internet(
             subnet.subnet_id, subnet.vpc_id
         ):
-            deps.reporter.warn(
+            warnings.append(
                 f"subnet {subnet.subnet_id} has no route to an internet gateway, so the gateway's "
                 "public IP will not answer; pass --subnet with a public subnet, or use "
                 "--reach private over a VPN"
             )
-    for warning in plan.warnings:
-        deps.reporter.warn(warning)
-    if dry_run:
-        return UpResult(plan, [], None)
-    handlers = UpHandlers(ctx, deps, spec, observed, network, now)
-    handlers.permit_open = permit_open
-    handlers.image = image
-    outcome = apply_plan(
-        plan, handlers.table(), deps.reporter, journal_for(ctx.files), before_each=deps.before_each
-    )
-    refreshed = refresh_written_config(ctx, deps)
-    return UpResult(
-        plan, outcome.done, gateway_report(settings, deps, ctx=ctx, cidr_hint=cidrs), refreshed
-    )
+    warnings.extend(plan.warnings)
+    return _Planned(plan, spec, observed, network, now, permit_open, image, warnings)
