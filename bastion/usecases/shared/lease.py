@@ -93,10 +93,11 @@ def break_lock(ctx: Context, deps: Deps, command: str) -> Lease | None:
     return old if old is not None and old.token != mine.token else None
 
 
-def renew_due() -> None:
-    """Renew every lease this process holds that is older than a third of its term."""
+def renew_due(keys: set[str]) -> None:
+    """Renew each of these leases that is older than a third of its term."""
     with _guard:
-        for key, held in list(_held.items()):
+        for key in sorted(keys & _held.keys()):
+            held = _held[key]
             if held.clock.monotonic() - held.renewed_at < RENEW_AFTER_SECONDS:
                 continue
             renewed = held.lease.renewed(held.clock.now())
@@ -131,19 +132,20 @@ def forget_aws_locks() -> None:
 
 
 class RenewingReporter:
-    """The command's reporter, renewing the held leases at each step and wait."""
+    """The command's reporter, renewing the leases the command holds at each step and wait."""
 
     def __init__(self, inner: Reporter) -> None:
         self.inner = inner
+        self.leases: set[str] = set()
 
     def step(self, message: str) -> None:
         """Renew what is due, then report the step."""
-        renew_due()
+        renew_due(self.leases)
         self.inner.step(message)
 
     def wait(self, message: str) -> None:
         """Renew what is due, then report the wait."""
-        renew_due()
+        renew_due(self.leases)
         self.inner.wait(message)
 
     def warn(self, message: str) -> None:
@@ -159,6 +161,7 @@ def _register(ctx: Context, deps: Deps, lease: Lease) -> None:
         _held[_key(ctx)] = _Held(ctx.aws.locks, lease, deps.clock, deps.clock.monotonic())
     if not isinstance(deps.reporter, RenewingReporter):
         deps.reporter = RenewingReporter(deps.reporter)
+    deps.reporter.leases.add(_key(ctx))
     log.info("holding the AWS lock on gateway %r until %s", lease.gateway, lease.expires)
 
 
