@@ -151,11 +151,8 @@ def test_the_wait_for_a_live_holder_is_bounded_and_names_it(deps: Deps, locks: D
 
 
 
-LOCK_CALLS = {"PutItem", "GetItem", "UpdateItem", "DeleteItem", "CreateTable", "DescribeTable"}
-
-
 def lock_calls(counter: CallCounter) -> dict[str, int]:
-    return {op: n for op, n in counter.calls.items() if op in LOCK_CALLS}
+    return dict(counter.lock_calls)
 
 
 def test_up_takes_the_lock_only_to_apply_and_releases_it_at_the_end(
@@ -175,6 +172,7 @@ def test_up_takes_the_lock_only_to_apply_and_releases_it_at_the_end(
     assert unchanged.exit_code == 0, unchanged.stderr
     assert lock_calls(counter) == {}  # nothing to change: no lock, no re-read
     reads_unchanged = sum(counter.calls.values())
+    assert counter.mutating == {}
 
     counter.reset()
     changed = invoke(runner, deps, "up", "--allow", "192.0.2.9", "--json")
@@ -195,4 +193,4 @@ def test_status_and_ssh_config_make_no_lock_calls(deps: Deps, counter: CallCount
     invoke(runner, deps, "ssh-config")
     invoke(runner, deps, "allow", "--list")
 
-    assert counter.calls and lock_calls(counter) == {}
+    assert counter.calls and lock_calls(counter) == {} and counter.mutating == {}

@@ -14,18 +14,30 @@ import logging
 import secrets
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
+from bastion.adapters.localstate import GatewayFiles
 from bastion.domain.apply import Reporter
 from bastion.domain.clock import Clock
 from bastion.domain.errors import BastionError, ConflictError
 from bastion.domain.lease import RENEW_AFTER_SECONDS, Lease, new_lease
-from bastion.usecases.ports import Deps, Locks
-from bastion.usecases.shared.context import Context
+from bastion.domain.settings import Settings
+from bastion.usecases.ports import Cloud, Deps, Locks
 
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 2.0
+
+
+class Context(Protocol):
+    """What the lock needs of a gateway's context (shared.context.Context, which opens it)."""
+
+    settings: Settings
+    aws: Cloud
+    files: GatewayFiles
+
+    @property
+    def operator(self) -> str: ...
 
 
 @dataclass
