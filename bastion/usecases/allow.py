@@ -31,8 +31,8 @@ from bastion.domain.model import LABEL_ME, Action, ObservedGateway, Plan, Securi
 from bastion.domain.settings import Settings
 from bastion.usecases.ports import Deps
 from bastion.usecases.shared.context import open_context
-from bastion.usecases.shared.lease import hold_aws_lock, holds_aws_lock
 from bastion.usecases.shared.inventory import observe
+from bastion.usecases.shared.lease import hold_aws_lock, holds_aws_lock
 
 log = logging.getLogger(__name__)
 

@@ -150,7 +150,6 @@ def test_the_wait_for_a_live_holder_is_bounded_and_names_it(deps: Deps, locks: D
     assert locks.read("default") == alice
 
 
-
 def lock_calls(counter: CallCounter) -> dict[str, int]:
     return dict(counter.lock_calls)
 

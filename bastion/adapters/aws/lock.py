@@ -133,7 +133,9 @@ class DynamoLocks:
                 "ExpressionAttributeNames": {"#lock": "lock", "#token": "token"},
                 "ExpressionAttributeValues": values,
             }
-        answer = self._call("taking the gateway lock", "put_item", TableName=TABLE, Item=item, **extra)
+        answer = self._call(
+            "taking the gateway lock", "put_item", TableName=TABLE, Item=item, **extra
+        )
         old = answer.get("Attributes")
         return old if isinstance(old, dict) else None
 
