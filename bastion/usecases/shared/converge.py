@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from bastion.domain.allowlist import without_expired
 from bastion.domain.apply import apply_plan
 from bastion.domain.errors import UsageError
-from bastion.domain.model import Action, GatewaySpec, Image, ObservedGateway, Plan
+from bastion.domain.model import Action, GatewaySpec, Image, ObservedGateway, Plan, Subnet
 from bastion.domain.plan import Network, plan_up
 from bastion.domain.settings import Settings, image_parameter
 from bastion.usecases.ports import Deps
@@ -50,12 +51,13 @@ def converge(
     cidrs = allowed_cidrs(settings, deps)
     lock_for = None if dry_run else "up"
     ctx = ctx or open_context(settings, deps, lock_for=lock_for, aws_lock=False)
-    planned = _plan(settings, deps, ctx, cidrs, generation_floor)
+    stable: dict[Any, Any] = {}
+    planned = _plan(settings, deps, ctx, cidrs, generation_floor, stable)
     if not dry_run and planned.plan.changes and not holds_aws_lock(ctx):
         # The AWS lock only to apply (a gateway with nothing to change costs no lock calls);
-        # what was read before it may have changed, so the plan is made again under it.
+        # the gateway may have changed before it was taken, so it is read and planned again.
         hold_aws_lock(ctx, deps, "up")
-        planned = _plan(settings, deps, ctx, cidrs, generation_floor)
+        planned = _plan(settings, deps, ctx, cidrs, generation_floor, stable)
     for warning in planned.warnings:
         deps.reporter.warn(warning)
     plan = planned.plan
@@ -91,23 +93,39 @@ def _plan(
     ctx: Context,
     cidrs: tuple[str, ...],
     generation_floor: int,
+    stable: dict[Any, Any],
 ) -> _Planned:
-    """Read the gateway and plan `up` (everything AWS can check is checked before a change)."""
+    """Read the gateway and plan `up` (everything AWS can check is checked before a change).
+
+    `stable` keeps what no other bastion changes (subnets, the image, routes) for a second pass.
+    """
     warnings: list[str] = []
     aws = ctx.aws
+
+    def once(key: Any, read: Callable[[], Any]) -> Any:
+        if key not in stable:
+            stable[key] = read()
+        return stable[key]
+
+    def subnet_of(subnet_id: str | None, vpc_id: str | None = None) -> Subnet:
+        found: Subnet = once(
+            ("subnet", subnet_id, vpc_id), lambda: aws.network.subnet(subnet_id, vpc_id)
+        )
+        return found
+
     # A given --subnet picks the VPC (and so which group named --app-sg is meant); without one
     # the gateway goes where the app group is, or else into the default VPC.
-    given = aws.network.subnet(settings.subnet) if settings.subnet else None
+    given = subnet_of(settings.subnet) if settings.subnet else None
     observed = observe(aws, settings.name, settings.app_sg, given.vpc_id if given else None)
     # Expired allow rules go first, and the planner never sees them (see domain.allowlist).
     observed, prune = without_expired(observed, deps.clock.now())
     instance = observed.instance
     if instance and instance.subnet_id and (given is None or instance.subnet_id != given.subnet_id):
-        subnet = aws.network.subnet(instance.subnet_id)
+        subnet = subnet_of(instance.subnet_id)
     elif given is not None:
         subnet = given
     else:
-        subnet = aws.network.subnet(None, observed.app_group.vpc_id if observed.app_group else None)
+        subnet = subnet_of(None, observed.app_group.vpc_id if observed.app_group else None)
     if observed.app_group and observed.app_group.vpc_id != subnet.vpc_id:
         raise UsageError(
             f"--app-sg {observed.app_group.group_id} is in {observed.app_group.vpc_id}, but the "
@@ -149,10 +167,15 @@ def _plan(
     image = None
     if any(a.kind == "launch_instance" for a in plan.actions):
         parameter = image_parameter(settings.image)
-        image = aws.images.resolve_image(parameter, None if parameter else settings.image)
-        if settings.reach == "public" and not aws.network.routes_to_internet(
-            subnet.subnet_id, subnet.vpc_id
-        ):
+        image = once(
+            ("image", settings.image),
+            lambda: aws.images.resolve_image(parameter, None if parameter else settings.image),
+        )
+        routed = once(
+            ("routes", subnet.subnet_id),
+            lambda: aws.network.routes_to_internet(subnet.subnet_id, subnet.vpc_id),
+        )
+        if settings.reach == "public" and not routed:
             warnings.append(
                 f"subnet {subnet.subnet_id} has no route to an internet gateway, so the gateway's "
                 "public IP will not answer; pass --subnet with a public subnet, or use "
