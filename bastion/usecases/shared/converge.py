@@ -24,7 +24,7 @@ from bastion.usecases.shared.context import (
     journal_for,
     open_context,
 )
-from bastion.usecases.shared.inventory import observe
+from bastion.usecases.shared.inventory import observe, with_app_group
 from bastion.usecases.shared.launch import UpHandlers
 from bastion.usecases.shared.lease import hold_aws_lock, holds_aws_lock
 from bastion.usecases.shared.report import gateway_report
@@ -70,9 +70,13 @@ def converge(
         plan, handlers.table(), deps.reporter, journal_for(ctx.files), before_each=deps.before_each
     )
     refreshed = refresh_written_config(ctx, deps)
-    return UpResult(
-        plan, outcome.done, gateway_report(settings, deps, ctx=ctx, cidr_hint=cidrs), refreshed
-    )
+    # Nothing changed: what was read before is still what AWS holds (no second round of reads).
+    instance = planned.observed.instance
+    running = instance is not None and instance.state == "running"
+    changed = any(a.mutating or (a.kind == "wait_running" and not running) for a in outcome.done)
+    unchanged = None if changed else with_app_group(ctx.aws, planned.observed, settings.app_sg)
+    report = gateway_report(settings, deps, ctx=ctx, cidr_hint=cidrs, observed=unchanged)
+    return UpResult(plan, outcome.done, report, refreshed)
 
 
 @dataclass
