@@ -20,6 +20,7 @@ from bastion.adapters.aws.compute import Compute
 from bastion.adapters.aws.errors import translated
 from bastion.adapters.aws.evidence import Evidence
 from bastion.adapters.aws.keypairs import Images, KeyPairs
+from bastion.adapters.aws.lock import DynamoLocks
 from bastion.adapters.aws.network import Network
 from bastion.adapters.aws.security_groups import SecurityGroups
 from bastion.domain.errors import UsageError
@@ -144,7 +145,7 @@ def _ec2_client(session: boto3.Session, config: Any) -> EC2Client:
 
 
 class Ec2:
-    """EC2, SSM and STS for one account and region, split by concern."""
+    """EC2, SSM, STS and DynamoDB (the lock) for one account and region, split by concern."""
 
     def __init__(self, session: boto3.Session) -> None:
         from botocore.config import Config
@@ -163,12 +164,23 @@ class Ec2:
         self.key_pairs = KeyPairs(self.ec2)
         self.images = Images(self.ec2, lambda: self.ssm, self.region)
         self.evidence = Evidence(self.ec2)
+        self.locks = DynamoLocks(lambda: self.dynamodb)
+        self._call_handlers: list[Callable[..., Any]] = []
 
     @functools.cached_property
     def ssm(self) -> SSMClient:
         """Return the SSM client, made on first use (only image lookups need it)."""
         with translated("creating the SSM client"), _endpoint_checked():
             return _failing_fast(self._session.client("ssm", config=self._config))
+
+    @functools.cached_property
+    def dynamodb(self) -> Any:
+        """Return the DynamoDB client, made on first use (only the gateway lock needs it)."""
+        with translated("creating the DynamoDB client"), _endpoint_checked():
+            client = self._session.client("dynamodb", config=self._config)
+        for handler in self._call_handlers:
+            client.meta.events.register("before-call.dynamodb.*", handler)
+        return client
 
     @functools.cached_property
     def _sts(self) -> Any:
@@ -197,8 +209,11 @@ class Ec2:
         return collected
 
     def on_call(self, handler: Callable[..., Any]) -> None:
-        """Register `handler(model=...)` before each EC2 call, e.g. to count calls."""
+        """Register `handler(model=...)` before each EC2 (and lock) call, e.g. to count calls."""
         self.ec2.meta.events.register("before-call.ec2.*", handler)
+        self._call_handlers.append(handler)
+        if "dynamodb" in self.__dict__:
+            self.dynamodb.meta.events.register("before-call.dynamodb.*", handler)
 
     def caller_arn(self) -> str:
         """Return the ARN of the caller; fails early when credentials are missing."""
