@@ -33,8 +33,9 @@ LoginKeysReader = Callable[
 
 
 def read_snapshot(aws: Cloud, now: datetime, login_keys: LoginKeysReader | None = None) -> Snapshot:
-    """Read groups, gateway instances, their volumes and login keys (five paginated reads);
-    with `login_keys`, also each gateway's authorized login keys over its admin channel."""
+    """Read groups, gateway instances, their volumes, login key pairs, the serial console
+    switch (five paginated reads) and each gateway's user data (one read a gateway); with
+    `login_keys`, also each gateway's authorized login keys over its admin channel."""
     groups = aws.groups.all_groups()
     gateways = aws.compute.all_gateway_instances()
     volumes = [v for i in gateways for v in i.volume_ids]
@@ -46,6 +47,8 @@ def read_snapshot(aws: Cloud, now: datetime, login_keys: LoginKeysReader | None 
         volumes_encrypted=aws.compute.volume_encryption(volumes),
         key_pairs=tuple(key_pairs),
         login_keys=login_keys(aws, gateways, key_pairs) if login_keys else {},
+        user_data={i.instance_id: aws.audit_reads.raw_user_data(i.instance_id) for i in gateways},
+        serial_console_access=aws.audit_reads.serial_console_access(),
     )
 
 

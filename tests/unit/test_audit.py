@@ -79,7 +79,7 @@ def test_https_open_to_the_world_on_the_load_balancer_is_fine_but_ssh_is_not() -
 
 
 def test_a_port_range_covering_the_gateway_port_counts_as_open() -> None:
-    broken = with_rule(good(), "sg-rds", IngressRule("r-r", "tcp", 60000, 65000, cidr="0.0.0.0/0"))
+    broken = with_rule(good(), "sg-elb", IngressRule("r-r", "tcp", 60000, 65000, cidr="0.0.0.0/0"))
     assert [f.check for f in run_checks(broken, OPTIONS)] == ["world-open-ssh"]
 
 

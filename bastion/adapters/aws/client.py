@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from bastion.adapters.aws.audit_reads import AuditReads
 from bastion.adapters.aws.compute import Compute
 from bastion.adapters.aws.errors import translated
 from bastion.adapters.aws.evidence import Evidence
@@ -86,6 +87,7 @@ class Ec2:
         self.key_pairs = KeyPairs(self.ec2)
         self.images = Images(self.ec2, lambda: self.ssm, self.region)
         self.evidence = Evidence(self.ec2)
+        self.audit_reads = AuditReads(self.ec2)
 
     @functools.cached_property
     def ssm(self) -> SSMClient:
