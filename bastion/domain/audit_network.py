@@ -83,9 +83,9 @@ def world_openings(snapshot: Snapshot, layout: Layout) -> list[_Opening]:
             openings.append(_Opening(group.group_id, where, pairs, tuple(together)))
     for instance in live_gateways(snapshot):
         groups = [by_id[g] for g in instance.security_group_ids if g in by_id]
-        alone = {p for g in groups for p in _world_open_ports(g.ingress, layout.ports)}
+        by_group = {p for g in groups for p in _world_open_ports(g.ingress, layout.ports)}
         rules = [r for g in groups for r in g.ingress]
-        together = [p for p in _world_open_ports(rules, layout.ports) if p not in alone]
+        together = [p for p in _world_open_ports(rules, layout.ports) if p not in by_group]
         if together:
             pairs = _contributing([(g, r) for g in groups for r in g.ingress], together)
             name = instance.tags.get(TAG_NAME, "default")

@@ -10,7 +10,7 @@ one site's allocation.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
 
@@ -129,7 +129,7 @@ def public_space(version: int) -> tuple[Network, ...]:
     return _without(ipaddress.ip_network(_PUBLIC_V6), _NOT_PUBLIC_V6)
 
 
-def _public_count(sources: list[Network], version: int) -> int:
+def _public_count(sources: Sequence[Network], version: int) -> int:
     count = 0
     for source in ipaddress.collapse_addresses(sources):  # type: ignore[type-var]
         for block in public_space(version):
