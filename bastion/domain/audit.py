@@ -150,17 +150,19 @@ def resolve_layout(snapshot: Snapshot, options: AuditOptions) -> Layout:
             newest[name] = g
     current |= {g.group_id for g in newest.values()}
     explicit_app = _find(snapshot, options.app_sg, "--app-sg")
+    db = _find(snapshot, options.db_sg, "--db-sg")
+    elb = _find(snapshot, options.elb_sg, "--elb-sg")
+    # A group admitting SSH from the gateway is an app group, unless named as another role.
+    named = {g.group_id for g in (db, elb) if g}
     inferred = [
         g
         for g in snapshot.groups
-        if g.group_id not in gateway_ids
+        if g.group_id not in gateway_ids | named
         and any(r.source_group in gateway_ids and r.admits_port(22) for r in g.ingress)
     ]
     app = ([explicit_app] if explicit_app else []) + [
         g for g in inferred if explicit_app is None or g.group_id != explicit_app.group_id
     ]
-    db = _find(snapshot, options.db_sg, "--db-sg")
-    elb = _find(snapshot, options.elb_sg, "--elb-sg")
     if (db or elb) and not app:
         raise UsageError(
             "no app group known to check --db-sg/--elb-sg against; pass --app-sg (id or name)"
