@@ -80,6 +80,8 @@ class AuditResult:
     fixed: list[Finding]
     # Each running gateway's authorized login keys (or why not read), by instance id.
     login_keys: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # EC2 serial console access for the account (None: the endpoint would not say).
+    serial_console_access: bool | None = None
 
     @property
     def failures(self) -> list[Finding]:
@@ -102,7 +104,7 @@ def audit(
     keys_seen = {iid: report.to_dict() for iid, report in snapshot.login_keys.items()}
     plan = fix_plan(findings)
     if not fix or dry_run or not plan.actions:
-        return AuditResult(findings, plan, [], [], keys_seen)
+        return AuditResult(findings, plan, [], [], keys_seen, snapshot.serial_console_access)
 
     def revoke(action: Action, results: dict[str, Any]) -> None:
         aws.groups.revoke(action.params["group_id"], action.params["rule_ids"], egress=False)
@@ -125,4 +127,4 @@ def audit(
     after = run_checks(
         replace(read_snapshot(aws, deps.clock.now()), login_keys=snapshot.login_keys), options
     )
-    return AuditResult(after, plan, outcome.done, fixed, keys_seen)
+    return AuditResult(after, plan, outcome.done, fixed, keys_seen, snapshot.serial_console_access)
