@@ -59,7 +59,7 @@ def _contributing(
         for g, r in pairs
         if r.cidr
         and any(r.admits_port(p) for p in ports)
-        and coverage([r.cidr]).public_v4 + coverage([r.cidr]).public_v6 > 0
+        and coverage([r.cidr]).public_addresses > 0
     )
 
 

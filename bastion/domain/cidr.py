@@ -88,6 +88,11 @@ class Coverage:
     total_v6: int
 
     @property
+    def public_addresses(self) -> int:
+        """Count the public addresses admitted, both families."""
+        return self.public_v4 + self.public_v6
+
+    @property
     def world_open(self) -> bool:
         """Every public IPv4 address, or every public IPv6 address, is admitted."""
         return self.public_v4 == self.total_v4 or self.public_v6 == self.total_v6
