@@ -217,6 +217,6 @@ def test_audit_exits_nine_on_two_halves_of_the_internet(
         ],
     )
     result = invoke(runner, deps, "audit", "--json")
-    assert result.exit_code == ExitStatus.AUDIT_FAILED == 9
+    assert result.exit_code == ExitStatus.AUDIT_FAILED == 9, (result.stderr, result.exception)
     (finding,) = json.loads(result.stdout)["findings"]
     assert finding["id"] == "world-open-ssh" and "100% of public IPv4" in finding["message"]
