@@ -134,15 +134,35 @@ def public_space(version: int) -> tuple[Network, ...]:
     return _without(ipaddress.ip_network(_PUBLIC_V6), _NOT_PUBLIC_V6)
 
 
+@cache
+def _public_spans(version: int) -> tuple[tuple[int, int], ...]:
+    return tuple(
+        sorted((int(n.network_address), int(n.broadcast_address)) for n in public_space(version))
+    )
+
+
 def _public_count(sources: Sequence[Network], version: int) -> int:
-    count = 0
-    for source in ipaddress.collapse_addresses(sources):  # type: ignore[type-var]
-        for block in public_space(version):
-            if source.subnet_of(block):  # type: ignore[arg-type]
-                count += source.num_addresses
-            elif block.subnet_of(source):  # type: ignore[arg-type]
-                count += block.num_addresses
+    # Two sorted lists of disjoint address ranges: one sweep sums their overlap.
+    spans = sorted(
+        (int(n.network_address), int(n.broadcast_address))
+        for n in ipaddress.collapse_addresses(sources)  # type: ignore[type-var]
+    )
+    public = _public_spans(version)
+    count = i = j = 0
+    while i < len(spans) and j < len(public):
+        low, high = max(spans[i][0], public[j][0]), min(spans[i][1], public[j][1])
+        if low <= high:
+            count += high - low + 1
+        if spans[i][1] < public[j][1]:
+            i += 1
+        else:
+            j += 1
     return count
+
+
+@cache
+def _public_total(version: int) -> int:
+    return sum(n.num_addresses for n in public_space(version))
 
 
 def coverage(cidrs: Iterable[str]) -> Coverage:
@@ -153,8 +173,8 @@ def coverage(cidrs: Iterable[str]) -> Coverage:
     return Coverage(
         public_v4=_public_count(v4, 4),
         public_v6=_public_count(v6, 6),
-        total_v4=sum(n.num_addresses for n in public_space(4)),
-        total_v6=sum(n.num_addresses for n in public_space(6)),
+        total_v4=_public_total(4),
+        total_v6=_public_total(6),
     )
 
 
