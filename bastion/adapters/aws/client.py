@@ -147,7 +147,7 @@ class Ec2:
 
     def caller_arn(self) -> str:
         """Return the ARN of the caller; fails early when credentials are missing."""
-        with translated("checking AWS credentials"):
+        with translated("checking AWS credentials", service="sts"):
             return str(self._sts.get_caller_identity()["Arn"])
 
 
