@@ -129,6 +129,7 @@ class InstanceInfo:
     # sees; and the public IPv4 addresses mapped to them.
     interface_addresses: tuple[str, ...] = ()
     public_addresses: tuple[str, ...] = ()
+    instance_type: str = ""
 
     @property
     def generation(self) -> int:
@@ -169,6 +170,8 @@ class LocalKeys:
     login_fingerprint: str | None
     admin_fingerprint: str | None
     pinned_host_key: str | None
+    # Files missing beside what they are copies of (e.g. login_ed25519.pub, known_hosts).
+    missing: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

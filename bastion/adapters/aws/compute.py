@@ -98,6 +98,7 @@ class Compute:
                             instance_profile_arn=(i.get("IamInstanceProfile") or {}).get("Arn"),
                             interface_addresses=interface_addresses(i),
                             public_addresses=public_addresses(i),
+                            instance_type=i.get("InstanceType", ""),
                         )
                     )
         return result
@@ -151,6 +152,8 @@ class Compute:
                 TagSpecifications=[
                     tag_spec("instance", tags),  # type: ignore[list-item]
                     tag_spec("volume", tags),  # type: ignore[list-item]
+                    # Tagged as bastion's, so the policy lets burn tag it (policy/bastion.json).
+                    tag_spec("network-interface", tags),  # type: ignore[list-item]
                 ],
             )
         instance_id = reply["Instances"][0]["InstanceId"]
