@@ -23,6 +23,9 @@ CALLED_BEYOND_THE_LIFECYCLE = {
     "dynamodb:GetItem": "reading the lock another machine holds",
     "dynamodb:UpdateItem": "renewing a lease during a long command",
     "dynamodb:TagResource": "real DynamoDB checks it for CreateTable with Tags; moto does not",
+    "ec2:DescribeManagedPrefixLists": "burn, when a rule names a prefix list",
+    "ec2:GetManagedPrefixListEntries": "burn, when a rule names a prefix list",
+    "ec2:ModifyManagedPrefixList": "burn, when a prefix list holds the gateway",
 }
 
 DOCUMENTED = load_policy()

@@ -60,7 +60,9 @@ class Containment(Phase):
             lambda: revoke_all(aws, found.revokes, at_once),
             lambda: clear_prefix_lists(aws, found.prefix_lists, found.hosts, at_once),
         )
-        lists = both[1]
+        refused, lists = both
+        for left in refused:
+            self._warn(f"{left['group_id']} egress still admits the gateway: {left['why']}")
         for left in lists["left"]:
             self._warn(
                 f"prefix list {left['prefix_list_id']} still holds {left['entries']}: {left['why']}"
@@ -74,6 +76,7 @@ class Containment(Phase):
         return {
             "revoked": [r.as_record() for r in found.revokes],
             "prefix_lists": lists,
+            **({"refused": refused} if refused else {}),
             "checked": not still,
             **({"still_admitting": [r.as_record() for r in still]} if still else {}),
         }

@@ -16,7 +16,7 @@ from bastion.domain.containment import (
     prefix_list_hits,
     referenced_prefix_lists,
 )
-from bastion.domain.errors import BastionError
+from bastion.domain.errors import AwsAuthError, BastionError
 from bastion.usecases.ports import Cloud
 
 AtOnce = Callable[..., list[Any]]
@@ -66,14 +66,25 @@ def admitting_rules(aws: Cloud, pre: Mapping[str, Any]) -> Admitting:
     return found
 
 
-def revoke_all(aws: Cloud, revokes: Sequence[Revoke], at_once: AtOnce) -> None:
-    """Revoke every found part at once."""
-    at_once(
-        *(
-            lambda r=r: aws.groups.revoke_permissions(r.group_id, r.permissions, egress=r.egress)
-            for r in revokes
-        )
-    )
+def revoke_all(aws: Cloud, revokes: Sequence[Revoke], at_once: AtOnce) -> list[dict[str, Any]]:
+    """Revoke every found part at once; return the egress revokes AWS refused.
+
+    The documented policy lets bastion change egress only on its own groups, so a refused
+    egress revoke on another group is reported, not fatal (ingress and the ACL denies still cut
+    the gateway off); a refused ingress revoke fails containment, as the README says.
+    """
+    refused: list[dict[str, Any]] = []
+
+    def revoke(r: Revoke) -> None:
+        try:
+            aws.groups.revoke_permissions(r.group_id, r.permissions, egress=r.egress)
+        except AwsAuthError as exc:
+            if not r.egress:
+                raise
+            refused.append({**r.as_record(), "why": str(exc)})
+
+    at_once(*(lambda r=r: revoke(r) for r in revokes))
+    return refused
 
 
 def _or_error(call: Callable[[], Any]) -> Any:
