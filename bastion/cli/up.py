@@ -60,6 +60,13 @@ def up(
             "(PermitOpen); app hosts added later need a relaunch.",
         ),
     ] = False,
+    certificates: Annotated[
+        bool,
+        typer.Option(
+            "--certificates",
+            help="Operators log in with short-lived certificates from a KMS CA (`bastion cert`).",
+        ),
+    ] = False,
     dry_run: DryRunOpt = False,
     json_output: JsonOpt = False,
 ) -> None:
@@ -82,6 +89,7 @@ def up(
             wait_timeout=timeout,
             verify=False if no_verify else None,
             restrict_forwarding=restrict_forwarding or None,
+            certificates=certificates or None,
         )
         result = run_up(settings, deps_for(ctx, json_output), dry_run=dry_run)
         if json_output:

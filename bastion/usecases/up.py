@@ -3,13 +3,30 @@
 from __future__ import annotations
 
 from bastion.domain.settings import Settings
+from bastion.domain.tags import TAG_CERTIFICATES
 from bastion.usecases.ports import Deps
+from bastion.usecases.shared.cert_trust import ensure_ca
+from bastion.usecases.shared.context import open_context
 from bastion.usecases.shared.converge import UpResult, converge
+from bastion.usecases.shared.inventory import observe
 
 
 def up(settings: Settings, deps: Deps, dry_run: bool = False) -> UpResult:
     """Create or converge a gateway; a second run with nothing changed changes nothing."""
-    return converge(settings, deps, dry_run=dry_run)
+    if not settings.certificates:
+        return converge(settings, deps, dry_run=dry_run)
+    # Certificates: the CA exists before the launch that trusts it (every later launch, by
+    # anyone, reads it back from KMS). A running gateway without it moves over blue/green.
+    ctx = open_context(settings, deps, lock_for=None if dry_run else "up")
+    ensure_ca(ctx.aws, settings.name, ctx.operator, deps, dry_run)
+    result = converge(settings, deps, dry_run=dry_run, ctx=ctx)
+    instance = observe(ctx.aws, settings.name, None).instance
+    if instance and instance.tags.get(TAG_CERTIFICATES) != "true" and not dry_run:
+        deps.reporter.warn(
+            f"{instance.instance_id} was launched before certificates; run `bastion rotate"
+            " --relaunch` to move it over (the new gateway is proven before the old one goes)"
+        )
+    return result
 
 
 __all__ = ["UpResult", "up"]

@@ -63,6 +63,7 @@ def translated(doing: str) -> Iterator[None]:
         error = exc.response.get("Error", {})
         code = error.get("Code", "Unknown")
         message = error.get("Message", str(exc))
+        code, message = _from_xml_body(code, message)
         if code in AUTH_CODES:
             raise AwsAuthError(
                 f"{doing}: AWS denied it ({code}: {message}); "
@@ -88,3 +89,16 @@ def translated(doing: str) -> Iterator[None]:
         ) from exc
     except BotoCoreError as exc:
         raise AwsError(f"{doing}: {exc}") from exc
+
+
+def _from_xml_body(code: str, message: str) -> tuple[str, str]:
+    """Read the error out of an XML body a JSON client left unparsed (moto's IAM denials)."""
+    import re
+
+    if not code.isdigit():
+        return code, message
+    found_code = re.search(r"<Code>([^<]+)</Code>", message)
+    found_message = re.search(r"<Message>([^<]*)</Message>", message)
+    if not found_code:
+        return code, message
+    return found_code.group(1), found_message.group(1) if found_message else message

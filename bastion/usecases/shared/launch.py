@@ -19,6 +19,7 @@ from bastion.domain.plan import Network
 from bastion.domain.settings import image_family, image_parameter
 from bastion.domain.tags import (
     TAG_ADMIN_KEY_FINGERPRINT,
+    TAG_CERTIFICATES,
     TAG_GENERATION,
     TAG_HOST_KEY_FINGERPRINT,
     TAG_IMAGE,
@@ -32,6 +33,7 @@ from bastion.domain.tags import (
     key_pair_name,
 )
 from bastion.usecases.ports import Deps
+from bastion.usecases.shared.cert_trust import launch_trust
 from bastion.usecases.shared.context import Context
 from bastion.usecases.shared.hostkey import booted_lately, pin_from_console
 from bastion.usecases.shared.verify import verify_gateway
@@ -159,6 +161,7 @@ class UpHandlers:
         )
         login = keys.load_key(self.ctx.files.login_key)
         admin = keys.load_key(self.ctx.files.admin_key)
+        trust = launch_trust(aws, self.spec.name, settings.certificates)
         user_data = render_user_data(
             UserDataParams(
                 sshd=SshdParams(
@@ -171,6 +174,7 @@ class UpHandlers:
                 login_public_key=login.public_line,
                 admin_public_key=admin.public_line,
                 vpc_cidrs=self.network.app_cidrs,
+                certificates=trust,
             )
         )
         generation = int(action.params["generation"])
@@ -183,6 +187,7 @@ class UpHandlers:
                 TAG_ADMIN_KEY_FINGERPRINT: admin.fingerprint,
                 TAG_LOGIN_USER: settings.login_user,
                 TAG_IMAGE: settings.image,
+                **({TAG_CERTIFICATES: "true"} if trust else {}),
                 **self.extra_tags,
             }
         )
