@@ -130,10 +130,12 @@ class Team:
         operator = self.operators[who]
         return self.runner.invoke(app, list(args), obj=self.deps, env=operator.env())
 
-    def ssh(self, who: str, *options: str, certificate: Path | None = None) -> Any:
+    def ssh(
+        self, who: str, *options: str, certificate: Path | None = None, source: str = ""
+    ) -> Any:
         """Forward through the gateway with the real `ssh`, as `who` from their address."""
         operator = self.operators[who]
-        cert = certificate or operator.folder() / "login-cert.pub"
+        cert = certificate or operator.folder() / "login_identity-cert.pub"
         known = operator.home / "gw_known_hosts"
         known.write_text(f"[127.0.0.1]:{self.probe.port} {self.probe.gateway.host_public_key}\n")
         command = [
@@ -153,7 +155,7 @@ class Team:
             "-i",
             str(operator.key),
             "-b",
-            operator.address,
+            source or operator.address,
             "-p",
             str(self.probe.port),
             *options,
@@ -164,6 +166,13 @@ class Team:
         return subprocess.run(
             command, input="", capture_output=True, text=True, timeout=30, check=False
         )
+
+    def certify(self, who: str, *options: str) -> dict[str, Any]:
+        """Run `bastion cert --json` as `who` with their own key; return what it printed."""
+        key = str(self.operators[who].key) + ".pub"
+        issued = self.run(who, "cert", "--key", key, "--json", *options)
+        assert issued.exit_code == 0, issued.output
+        return dict(json.loads(issued.stdout))
 
 
 def _iam_user(iam: Any, name: str) -> tuple[str, str, str]:

@@ -31,6 +31,7 @@ class IssuedCertificate:
     """What `bastion cert` made and where it put it."""
 
     path: Path
+    identity: Path
     key_id: str
     serial: int
     principal: str
@@ -41,6 +42,7 @@ class IssuedCertificate:
         """Return the certificate's facts for `--json`."""
         return {
             "path": str(self.path),
+            "identity": str(self.identity),
             "key_id": self.key_id,
             "serial": self.serial,
             "principal": self.principal,
@@ -60,9 +62,29 @@ def require_ca(aws: Cloud, name: str) -> CaKey:
     return ca
 
 
+def identity_path(context: Context, admin: bool) -> Path:
+    """Return the gateway folder's pointer to the operator's own key for this user.
+
+    A symlink to the operator's private key (never a copy), with the certificate beside it
+    as `NAME-cert.pub`: OpenSSH and paramiko both load a key's `-cert.pub` with it.
+    """
+    return context.files.root / ("admin_identity" if admin else "login_identity")
+
+
 def certificate_path(context: Context, admin: bool) -> Path:
     """Return where this operator's certificate for the gateway lives (beside its pins)."""
-    return context.files.root / ("admin-cert.pub" if admin else "login-cert.pub")
+    identity = identity_path(context, admin)
+    return identity.with_name(identity.name + "-cert.pub")
+
+
+def _point_at(link: Path, private_key: Path) -> None:
+    """Make `link` a symlink to the operator's private key, replacing an older one atomically."""
+    if link.is_symlink() and link.resolve() == private_key.resolve():
+        return
+    tmp = link.with_name(f".{link.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(private_key.resolve())
+    tmp.replace(link)
 
 
 def issue_certificate(
@@ -106,10 +128,12 @@ def issue_certificate(
     line = context.aws.ca.issue(ca, request)
     path = certificate_path(context, admin)
     ensure_private_dir(path.parent)
+    _point_at(identity_path(context, admin), public_path.with_suffix(""))
     write_public_text(path, line + "\n")
     log.info("certificate serial %s for %s written to %s", request.serial, request.key_id, path)
     return IssuedCertificate(
         path=path,
+        identity=identity_path(context, admin),
         key_id=request.key_id,
         serial=request.serial,
         principal=principal,
