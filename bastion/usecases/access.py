@@ -50,7 +50,7 @@ def ssh_config(
     """Render the gateway's client config; with `write`, install it and Include it once."""
     options = _validated(options or SshConfigOptions())
     ctx = open_context(settings, deps)
-    config = build_client_config(ctx, options, settings.app_sg)
+    config = build_client_config(ctx, options, settings.app_sg, deps=deps)
     text = sshconfig.render_client_config(config)
     unpinned = unpinned_app_hosts(config)
     warnings = tuple(
@@ -97,7 +97,7 @@ def ssh_command(
             record.hosts,
         )
     app_sg = settings.app_sg or (record.app_sg if record else None)
-    config = build_client_config(ctx, options, app_sg)
+    config = build_client_config(ctx, options, app_sg, deps=deps)
     text = sshconfig.render_client_config(config)
     local = write_local_copy(ctx, text)
     if record is not None:

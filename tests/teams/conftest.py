@@ -123,12 +123,14 @@ class Team:
     app: LocalAppHost
     runner: CliRunner = field(default_factory=CliRunner)
 
-    def run(self, who: str, *args: str) -> Any:
+    def run(self, who: str, *args: str, env: dict[str, str] | None = None) -> Any:
         """Run `bastion ARGS` as `who` (their HOME and credentials), in-process."""
         from bastion.cli import app
 
         operator = self.operators[who]
-        return self.runner.invoke(app, list(args), obj=self.deps, env=operator.env())
+        return self.runner.invoke(
+            app, list(args), obj=self.deps, env={**operator.env(), **(env or {})}
+        )
 
     def ssh(
         self, who: str, *options: str, certificate: Path | None = None, source: str = ""
