@@ -109,3 +109,18 @@ def test_sessions_lists_alice_and_bob_by_their_arns(team: Team) -> None:
     assert (team.operators["alice"].arn, "bastion", "127.0.0.1") in logins
     assert (team.operators["bob"].arn, "bastion", "127.0.0.2") in logins
     assert all(s["ended"] for s in found if s["user"] == "bastion")  # both tunnels closed
+
+
+def test_revoking_an_operators_arn_or_key_refuses_their_new_certificates(team: Team) -> None:
+    start_gateway(team)
+    alice_key = str(team.operators["alice"].key) + ".pub"
+    bob_key = str(team.operators["bob"].key) + ".pub"
+    revoked = team.run("alice", "revoke", team.operators["bob"].arn, "--key", alice_key)
+    assert revoked.exit_code == 0, revoked.output
+    team.certify("bob")  # KMS still signs (IAM allows it), but the gateway refuses that key id
+    assert "Permission denied" in team.ssh("bob").stderr
+    by_key = team.run("alice", "revoke", bob_key, "--key", alice_key)
+    assert by_key.exit_code == 0, by_key.output
+    assert "Permission denied" in team.ssh("bob").stderr
+    team.certify("alice")
+    assert team.ssh("alice").stdout.startswith("SSH-2.0-")
