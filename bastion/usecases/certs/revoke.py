@@ -14,11 +14,14 @@ from pathlib import Path
 from bastion.adapters.krl import build_krl
 from bastion.adapters.render_certs import CertificateTrust, check_trust
 from bastion.domain.certs import parse_revocations
+from bastion.domain.errors import UsageError
 from bastion.domain.settings import Settings
 from bastion.usecases.certs.admin import open_admin_channel
 from bastion.usecases.certs.issue import require_ca
 from bastion.usecases.ports import Deps
 from bastion.usecases.shared.context import open_context
+
+SPEC_LIMIT = 4096  # an SSM String parameter of the standard tier
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,11 @@ def revoke(settings: Settings, deps: Deps, target: str, key: Path | None = None)
     ctx = open_context(settings, deps, lock_for="revoke")
     ca = require_ca(ctx.aws, settings.name)
     updated = parse_revocations(ctx.aws.ca.revocations(settings.name)).adding(_target_text(target))
+    if len(updated.spec().encode()) > SPEC_LIMIT:
+        raise UsageError(
+            f"the revocation list would exceed SSM's {SPEC_LIMIT} bytes; revoke whole operators"
+            " by ARN (or their keys) instead of single serials"
+        )
     krl = build_krl(updated.spec(), ca.public_line)
     check_trust(CertificateTrust(ca.public_line, krl))
     deps.reporter.step(f"store the revocations in /bastion/{settings.name}/revoked-certificates")
