@@ -69,3 +69,13 @@ def test_bob_rotates_alices_gateway_from_his_own_machine(team: Team) -> None:
     again = team.run("alice", "ssh-config", "--write")
     assert again.exit_code == 0, again.output
     assert through_written_config(team, "alice").stdout.startswith("SSH-2.0-")
+
+
+def test_ssh_config_signs_a_certificate_on_demand_for_the_operators_own_key(team: Team) -> None:
+    start_gateway(team)
+    # bob never ran `bastion cert`: his ~/.ssh/id_ed25519 is certified when the config is made.
+    written = team.run("bob", "ssh-config", "--write")
+    assert written.exit_code == 0, written.output
+    config = (team.operators["bob"].home / ".ssh" / "config.d" / "bastion-default").read_text()
+    assert "login_identity" in config
+    assert through_written_config(team, "bob").stdout.startswith("SSH-2.0-")

@@ -151,12 +151,14 @@ def operator_key(context: Context) -> Path | None:
 def refresh_login_certificate(context: Context, deps: Deps) -> Path | None:
     """On a certificate gateway, sign a fresh login certificate; return the identity to use.
 
-    The key is the one the last `bastion cert` pointed at (else ~/.ssh/id_ed25519.pub). A
-    key-mode gateway, or a machine that never ran `bastion cert` there, gets None.
+    The key is the one the last `bastion cert` pointed at, else (on a machine without the
+    gateway's login key) ~/.ssh/id_ed25519.pub when it exists; otherwise None (key mode).
     """
     identity = identity_path(context, admin=False)
-    if not identity.is_symlink():
-        return None
-    key = Path(str(identity.resolve()) + ".pub")
+    key = operator_key(context)
+    if key is None:
+        if context.files.login_key.exists() or not DEFAULT_KEY.expanduser().exists():
+            return None
+        key = DEFAULT_KEY
     issue_certificate(context.settings, deps, key=key, context=context)
     return identity

@@ -118,10 +118,16 @@ def build_client_config(
         state = f"is {instance.state}" if instance else "has no instance"
         raise NotFoundError(f"gateway {settings.name!r} {state}; run `bastion up`")
     identity = files.root.absolute() / files.login_key.name
-    if instance.tags.get(TAG_CERTIFICATES) == "true" and identity_path(ctx, False).is_symlink():
-        if deps is not None:
+    certified: Path | None = None
+    if instance.tags.get(TAG_CERTIFICATES) == "true":
+        pointer = identity_path(ctx, False)
+        certified = (
             refresh_login_certificate(ctx, deps)
-        identity = identity_path(ctx, False).absolute()
+            if deps is not None
+            else (pointer if pointer.is_symlink() else None)
+        )
+    if certified is not None:
+        identity = certified.absolute()
     elif not files.login_key.exists():
         runner = gateway_runner(observed)
         if runner and runner != ctx.operator[-255:]:
