@@ -79,3 +79,17 @@ def test_ssh_config_signs_a_certificate_on_demand_for_the_operators_own_key(team
     config = (team.operators["bob"].home / ".ssh" / "config.d" / "bastion-default").read_text()
     assert "login_identity" in config
     assert through_written_config(team, "bob").stdout.startswith("SSH-2.0-")
+
+
+def test_a_key_mode_gateway_moves_to_certificates_blue_green_without_a_lockout(team: Team) -> None:
+    made = team.run("alice", "up", "--allow", "127.0.0.1/32")
+    assert made.exit_code == 0, made.output
+    assert "TrustedUserCAKeys" not in team.probe.gateway.sshd_config_path.read_text()
+    moved = team.run("alice", "up", "--certificates", "--allow", "127.0.0.1/32")
+    assert moved.exit_code == 0, moved.output
+    assert "rotate --relaunch" in moved.output  # the running gateway does not trust the CA yet
+    relaunched = team.run("alice", "rotate", "--relaunch")
+    assert relaunched.exit_code == 0, relaunched.output
+    assert "TrustedUserCAKeys" in team.probe.gateway.sshd_config_path.read_text()
+    team.certify("alice")
+    assert team.ssh("alice").stdout.startswith("SSH-2.0-")
