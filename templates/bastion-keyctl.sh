@@ -345,11 +345,14 @@ set-revoked-keys)
     ;;
 cert-log)
     [ $# -eq 0 ] || die 2 "usage: cert-log"
+    # Whole messages only (a user name cannot start a line): a bare log line, or the journal's
+    # "TIME HOST sshd[PID]: " before it.
+    journal_prefix='[0-9T:.+-]+ [^ ]+ sshd(-session|-auth)?\[[0-9]+\]: '
     if [ -n "$sshd_log" ]; then
         cat -- "$sshd_log" 2>/dev/null || true
     else
         journalctl -q -o short-iso --no-pager _COMM=sshd _COMM=sshd-session _COMM=sshd-auth 2>/dev/null || true
-    fi | tr -d '\r' | grep -E -e '(^|: )Accepted publickey for [^ ]+ from [^ ]+ port [0-9]+ ssh2: [^ ]+-CERT ' -e '(^|: )(Disconnected from|Connection closed by|Received disconnect from) ' || true
+    fi | tr -d '\r' | grep -E -e "^($journal_prefix)?Accepted publickey for [^ ]+ from [^ ]+ port [0-9]+ ssh2: [^ ]+-CERT " -e "^($journal_prefix)?(Disconnected from|Connection closed by|Received disconnect from) " || true
     ;;
 *)
     die 2 "unknown request '${verb}'; use list, add-login, remove-login, sessions, end-sessions, list-host-keys, add-host-key, activate-host-key, remove-host-key, set-revoked-keys or cert-log"

@@ -175,13 +175,16 @@ def parse_revocations(spec: str) -> Revocations:
 # sshd LogLevel VERBOSE, for a certificate login:
 #   Accepted publickey for bastion from 127.0.0.2 port 50123 ssh2: ED25519-CERT SHA256:... ID
 #   arn:aws:iam::123456789012:user/alice (serial 42) CA ECDSA SHA256:...
+# Whole messages only: a bare log line, or the journal's "TIME HOST sshd[PID]: " before it.
+_PREFIX = r"^(?:\S+ \S+ sshd(?:-session|-auth)?\[\d+\]: )?"
 _CERT_LOGIN_RE = re.compile(
-    r"Accepted publickey for (?P<user>\S+) from (?P<address>\S+) port (?P<port>\d+) ssh2: "
+    _PREFIX
+    + r"Accepted publickey for (?P<user>\S+) from (?P<address>\S+) port (?P<port>\d+) ssh2: "
     r"\S+-CERT (?P<fingerprint>SHA256:\S+) ID (?P<key_id>\S+) \(serial (?P<serial>\d+)\) CA "
 )
 _STAMP_RE = re.compile(r"^(?P<stamp>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\S*)\s")
 _END_RE = re.compile(
-    r"(?:Disconnected from|Connection closed by|Close session:)"
+    _PREFIX + r"(?:Disconnected from|Connection closed by|Received disconnect from)"
     r"(?: user| authenticating user| invalid user)? (?:\S+ )?(?P<address>[0-9a-fA-F:.]+) port "
     r"(?P<port>\d+)"
 )
@@ -206,11 +209,11 @@ def certificate_sessions(log: str) -> list[Session]:
     for line in log.splitlines():
         stamp_match = _STAMP_RE.match(line)
         stamp = stamp_match.group("stamp") if stamp_match else ""
-        login = _CERT_LOGIN_RE.search(line)
+        login = _CERT_LOGIN_RE.match(line)
         if login:
             found.append({**login.groupdict(), "started": stamp, "ended": ""})
             continue
-        end = _END_RE.search(line)
+        end = _END_RE.match(line)
         if end:
             for session in reversed(found):
                 same = (session["address"], session["port"]) == (end["address"], end["port"])

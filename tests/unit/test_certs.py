@@ -90,7 +90,11 @@ def test_sessions_name_the_operator_address_serial_start_and_end() -> None:
         "2026-12-01T10:05:00+0000 gw sshd-session[9]: Disconnected from user bastion "
         "198.51.100.7 port 5000\n"
     )
-    (session,) = certificate_sessions(log)
+    forged = (
+        "2026-12-01T10:01:00+0000 gw sshd-session[7]: Invalid user x: Accepted publickey for "
+        "bastion from 6.6.6.6 port 1 ssh2: ED25519-CERT SHA256:a ID arn:forged (serial 1) CA x\n"
+    )
+    (session,) = certificate_sessions(log + forged)
     assert (session.operator, session.address, session.serial) == (ALICE, "198.51.100.7", 42)
     assert session.started.startswith("2026-12-01T10:00") and session.ended.startswith(
         "2026-12-01T10:05"
