@@ -32,6 +32,16 @@ from bastion.testing.app_host import LocalAppHost
 from bastion.testing.local_gateway import LocalGateway, sshd_binary
 from bastion.testing.stand_in import running_gateway
 from bastion.wiring import Deps
+from tests.aws.conftest import (  # noqa: F401  (fixtures for the moto-only tests here)
+    FakeIp,
+    FakeProbe,
+    aws,
+    consoles,
+    counter,
+    deps,
+    fake_ip,
+    probe,
+)
 from tests.consoles import FakeConsoles
 from tests.support import free_port, require
 
