@@ -3,7 +3,7 @@
 `team` boots the gateway's real sshd from the instance's own user data (as tests/ssh do) when
 its console is first read, and gives each operator (alice, bob, carol) a HOME, an Ed25519 key of
 their own and IAM credentials. alice and bob may do everything; carol's policy lacks `kms:Sign`.
-A minimal stand-in for bastion/testing/iam.py (the `iam` engineer's), until that lands on main.
+IAM users and enforcement come from bastion/testing/iam.py.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 import boto3
 import pytest
 from moto import mock_aws
-from moto.core.authorization import disable_iam_authentication, enable_iam_authentication
+from moto.core.authorization import disable_iam_authentication
 from typer.testing import CliRunner
 
 from bastion.adapters.aws.client import make_session
@@ -29,6 +29,7 @@ from bastion.adapters.keys import generate_key, save_key
 from bastion.adapters.probe import OpenSshProbe
 from bastion.domain.clock import FakeClock
 from bastion.testing.app_host import LocalAppHost
+from bastion.testing.iam import create_user, enforced
 from bastion.testing.local_gateway import LocalGateway, sshd_binary
 from bastion.testing.stand_in import running_gateway
 from bastion.wiring import Deps
@@ -187,15 +188,6 @@ class Team:
         return dict(json.loads(issued.stdout))
 
 
-def _iam_user(iam: Any, name: str) -> tuple[str, str, str]:
-    user = iam.create_user(UserName=name)["User"]
-    iam.put_user_policy(
-        UserName=name, PolicyName=f"{name}-policy", PolicyDocument=json.dumps(POLICIES[name])
-    )
-    key = iam.create_access_key(UserName=name)["AccessKey"]
-    return str(user["Arn"]), str(key["AccessKeyId"]), str(key["SecretAccessKey"])
-
-
 @pytest.fixture
 def team(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Team]:
     """alice, bob and carol, each on their own machine, one moto account with IAM enforced."""
@@ -206,7 +198,8 @@ def team(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Team]:
             iam = boto3.client("iam", region_name="us-east-1")
             operators = {}
             for name in POLICIES:
-                arn, access, secret = _iam_user(iam, name)
+                user = create_user(name, POLICIES[name], iam)
+                arn, access, secret = user.arn, user.access_key_id, user.secret_access_key
                 home = tmp_path / f"home-{name}"
                 (home / ".ssh").mkdir(parents=True, mode=0o700)
                 save_key(home / ".ssh" / "id_ed25519", generate_key(f"{name}@laptop"))
@@ -227,7 +220,7 @@ def team(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Team]:
         monkeypatch.setenv("BASTION_REACH", f"127.0.0.1:{port}")
         try:
             app = LocalAppHost(generate_key("app").public_line, user="bastion-app")
-            with app, enable_iam_authentication():
+            with app, enforced():
                 yield Team(probe, deps, clock, operators, admin_ec2, app)
         finally:
             probe.stop()

@@ -12,7 +12,6 @@ import functools
 from typing import Any
 
 from bastion.adapters.aws.errors import translated
-from bastion.adapters.ssh_certs import ca_public_line, sign_certificate
 from bastion.domain.certs import CaKey, CertificateRequest
 from bastion.domain.errors import NotFoundError
 
@@ -39,19 +38,19 @@ class CertificateAuthority:
 
     @functools.cached_property
     def _kms(self) -> Any:
-        with translated("creating the KMS client"):
+        with translated("creating the KMS client", service="kms"):
             return self._session.client("kms", config=self._config)
 
     @functools.cached_property
     def _ssm(self) -> Any:
-        with translated("creating the SSM client"):
+        with translated("creating the SSM client", service="ssm"):
             return self._session.client("ssm", config=self._config)
 
     def find(self, name: str) -> CaKey | None:
         """Return gateway `name`'s CA, or None when it has none."""
         from botocore.exceptions import ClientError
 
-        with translated(f"reading the CA key {alias_for(name)} (kms:DescribeKey)"):
+        with translated(f"reading the CA key {alias_for(name)} (kms:DescribeKey)", service="kms"):
             try:
                 described = self._kms.describe_key(KeyId=alias_for(name))["KeyMetadata"]
             except ClientError as exc:
@@ -64,7 +63,7 @@ class CertificateAuthority:
 
     def create(self, name: str, tags: dict[str, str]) -> CaKey:
         """Make gateway `name`'s CA key (and its alias); return it."""
-        with translated("creating the CA key in KMS (kms:CreateKey)"):
+        with translated("creating the CA key in KMS (kms:CreateKey)", service="kms"):
             key_id = str(
                 self._kms.create_key(
                     KeyUsage="SIGN_VERIFY",
@@ -73,16 +72,16 @@ class CertificateAuthority:
                     Tags=[{"TagKey": k, "TagValue": v} for k, v in {**tags, TAG_CA: name}.items()],
                 )["KeyMetadata"]["KeyId"]
             )
-        with translated("naming the CA key (kms:CreateAlias)"):
+        with translated("naming the CA key (kms:CreateAlias)", service="kms"):
             self._kms.create_alias(AliasName=alias_for(name), TargetKeyId=key_id)
         return self._ca(key_id, name)
 
     def adopt(self, name: str, key_id: str) -> CaKey:
         """Name an existing P-256 signing key as gateway `name`'s CA (alias and tag)."""
-        with translated(f"tagging {key_id} as the CA (kms:TagResource)"):
+        with translated(f"tagging {key_id} as the CA (kms:TagResource)", service="kms"):
             self._kms.tag_resource(KeyId=key_id, Tags=[{"TagKey": TAG_CA, "TagValue": name}])
         ca = self._ca(key_id, name)
-        with translated("naming the CA key (kms:CreateAlias)"):
+        with translated("naming the CA key (kms:CreateAlias)", service="kms"):
             self._kms.create_alias(AliasName=alias_for(name), TargetKeyId=key_id)
         return ca
 
@@ -90,7 +89,9 @@ class CertificateAuthority:
         """Sign `request` with the CA in KMS; return the certificate's OpenSSH line."""
 
         def sign_digest(message: bytes) -> bytes:
-            with translated(f"signing the certificate with {alias_for_key(ca)} (kms:Sign)"):
+            with translated(
+                f"signing the certificate with {alias_for_key(ca)} (kms:Sign)", service="kms"
+            ):
                 answer = self._kms.sign(
                     KeyId=ca.key_id,
                     Message=message,
@@ -99,12 +100,14 @@ class CertificateAuthority:
                 )
             return bytes(answer["Signature"])
 
+        from bastion.adapters.ssh_certs import sign_certificate  # cryptography: only when signing
+
         return sign_certificate(request, ca.public_der, sign_digest)
 
     def revocations(self, name: str) -> str:
         """Return gateway `name`'s KRL specification ("" when nothing was revoked)."""
         try:
-            with translated("reading the revocations (ssm:GetParameter)"):
+            with translated("reading the revocations (ssm:GetParameter)", service="ssm"):
                 answer = self._ssm.get_parameter(Name=revocations_parameter(name))
         except NotFoundError:
             return ""
@@ -113,7 +116,7 @@ class CertificateAuthority:
 
     def store_revocations(self, name: str, spec: str) -> None:
         """Replace gateway `name`'s KRL specification."""
-        with translated("storing the revocations (ssm:PutParameter)"):
+        with translated("storing the revocations (ssm:PutParameter)", service="ssm"):
             self._ssm.put_parameter(
                 Name=revocations_parameter(name),
                 Value=spec or "-",  # SSM refuses an empty value
@@ -122,9 +125,11 @@ class CertificateAuthority:
             )
 
     def _ca(self, key_id: str, name: str) -> CaKey:
-        with translated("reading the CA's public key (kms:GetPublicKey)"):
+        with translated("reading the CA's public key (kms:GetPublicKey)", service="kms"):
             answer = self._kms.get_public_key(KeyId=key_id)
         der = bytes(answer["PublicKey"])
+        from bastion.adapters.ssh_certs import ca_public_line
+
         return CaKey(key_id, ca_public_line(der, f"bastion-{name}-ca"), der)
 
 

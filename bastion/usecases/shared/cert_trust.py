@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import logging
-
 from bastion.adapters.krl import build_krl
 from bastion.adapters.render_certs import CertificateTrust
 from bastion.domain.certs import CaKey
-from bastion.domain.errors import AwsAuthError, NotFoundError
+from bastion.domain.errors import NotFoundError
 from bastion.domain.tags import base_tags
 from bastion.usecases.ports import Cloud, Deps
-
-log = logging.getLogger(__name__)
 
 
 def ensure_ca(aws: Cloud, name: str, operator: str, deps: Deps, dry_run: bool) -> CaKey | None:
@@ -27,16 +23,11 @@ def ensure_ca(aws: Cloud, name: str, operator: str, deps: Deps, dry_run: bool) -
 
 
 def launch_trust(aws: Cloud, name: str, wanted: bool) -> CertificateTrust | None:
-    """Return what a launch trusts: the CA when one exists (required when `wanted`)."""
-    if wanted:
-        return certificate_trust(aws, name)
-    try:
-        found = aws.ca.find(name)
-    except AwsAuthError:
-        # A caller without KMS rights launches a key-only gateway, as before certificates.
-        log.info("no kms:DescribeKey for gateway %s; launching without certificates", name)
-        return None
-    return certificate_trust(aws, name) if found else None
+    """Return what a launch trusts: the CA and KRL when the gateway takes certificates.
+
+    A key-mode launch asks KMS nothing (its caller may hold no KMS permission at all).
+    """
+    return certificate_trust(aws, name) if wanted else None
 
 
 def certificate_trust(aws: Cloud, name: str) -> CertificateTrust:

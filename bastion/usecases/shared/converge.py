@@ -23,7 +23,7 @@ from bastion.usecases.shared.context import (
     journal_for,
     open_context,
 )
-from bastion.usecases.shared.inventory import observe
+from bastion.usecases.shared.inventory import observe, with_app_group
 from bastion.usecases.shared.launch import UpHandlers
 from bastion.usecases.shared.report import gateway_report
 
@@ -123,6 +123,9 @@ def converge(
         plan, handlers.table(), deps.reporter, journal_for(ctx.files), before_each=deps.before_each
     )
     refreshed = refresh_written_config(ctx, deps)
-    return UpResult(
-        plan, outcome.done, gateway_report(settings, deps, ctx=ctx, cidr_hint=cidrs), refreshed
-    )
+    # Nothing changed: what was read before is still what AWS holds (no second round of reads).
+    running = instance is not None and instance.state == "running"
+    changed = any(a.mutating or (a.kind == "wait_running" and not running) for a in outcome.done)
+    unchanged = None if changed else with_app_group(aws, observed, settings.app_sg)
+    report = gateway_report(settings, deps, ctx=ctx, cidr_hint=cidrs, observed=unchanged)
+    return UpResult(plan, outcome.done, report, refreshed)

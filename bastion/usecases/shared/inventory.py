@@ -8,16 +8,22 @@ from bastion.domain.errors import ConflictError
 from bastion.domain.model import ObservedGateway, SecurityGroup
 from bastion.domain.tags import TAG_GENERATION, TAG_INCIDENT, TAG_RETIRING, TAG_STANDBY
 from bastion.usecases.ports import Cloud
+from bastion.usecases.shared.concurrently import Together
 
 
 def observe(
     aws: Cloud, name: str, app_sg: str | None, vpc_id: str | None = None
 ) -> ObservedGateway:
-    """Describe everything AWS holds for gateway `name` (a handful of calls, no scanning)."""
-    key_pairs = aws.key_pairs.find_key_pairs(name)
-    groups = aws.groups.find_gateway_groups(name)
+    """Describe everything AWS holds for gateway `name` (a handful of calls at once, no scan)."""
+    with Together() as together:
+        reading_pairs = together.start(lambda: aws.key_pairs.find_key_pairs(name))
+        reading_groups = together.start(lambda: aws.groups.find_gateway_groups(name))
+        reading_instances = together.start(lambda: aws.compute.find_instances(name))
+        reading_app = together.start(lambda: aws.groups.group(app_sg, vpc_id) if app_sg else None)
+    key_pairs, groups = reading_pairs.result(), reading_groups.result()
+    all_instances, app_group = reading_instances.result(), reading_app.result()
     # An instance kept for forensics after `burn --keep-instance` is evidence, not the gateway.
-    found = [i for i in aws.compute.find_instances(name) if TAG_INCIDENT not in i.tags]
+    found = [i for i in all_instances if TAG_INCIDENT not in i.tags]
     # Mid-relaunch (blue/green) the new generation is a standby and, once promoted, the old one
     # is retiring; the gateway is the one instance that is neither (or the retiring one while
     # the standby is not promoted yet).
@@ -39,7 +45,6 @@ def observe(
     )
     current = [g for g in groups if _generation(g) == generation]
     stale = tuple(g for g in groups if g not in current)
-    app_group = aws.groups.group(app_sg, vpc_id) if app_sg else None
     key_pair = key_pairs[0] if key_pairs else None
     if instance and instance.key_name:
         key_pair = next((k for k in key_pairs if k.name == instance.key_name), key_pair)
@@ -62,7 +67,13 @@ def observe_with_app_group(aws: Cloud, name: str, app_sg: str | None) -> Observe
     Without `app_sg` the app group is the one the gateway's rules point at: its SSH egress
     to a group, else a group admitting SSH from it (`status` after `up --app-sg app`).
     """
-    observed = observe(aws, name, None)
+    return with_app_group(aws, observe(aws, name, None), app_sg)
+
+
+def with_app_group(aws: Cloud, observed: ObservedGateway, app_sg: str | None) -> ObservedGateway:
+    """Return `observed` with its app group (`observe_with_app_group` without the re-read)."""
+    if observed.app_group is not None:
+        return observed
     group = observed.group
     if app_sg is None and group is not None:
         targets = [r.source_group for r in group.egress if r.source_group and r.from_port == 22]
