@@ -22,6 +22,8 @@ def up(settings: Settings, deps: Deps, dry_run: bool = False) -> UpResult:
     result = converge(settings, deps, dry_run=dry_run, ctx=ctx)
     instance = observe(ctx.aws, settings.name, None).instance
     if instance and instance.tags.get(TAG_CERTIFICATES) != "true" and not dry_run:
+        # Remembered on the instance, so whoever relaunches it next launches it with the CA.
+        ctx.aws.compute.tag(instance.instance_id, {TAG_CERTIFICATES: "wanted"})
         deps.reporter.warn(
             f"{instance.instance_id} was launched before certificates; run `bastion rotate"
             " --relaunch` to move it over (the new gateway is proven before the old one goes)"

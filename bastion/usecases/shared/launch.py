@@ -163,7 +163,9 @@ class UpHandlers:
         admin = keys.load_key(self.ctx.files.admin_key)
         # A gateway that took certificates keeps them through every relaunch, by anyone.
         earlier = [self.observed.instance, self.observed.standby, *self.observed.retiring]
-        took = any(i.tags.get(TAG_CERTIFICATES) == "true" for i in earlier if i is not None)
+        took = any(
+            i.tags.get(TAG_CERTIFICATES) in ("true", "wanted") for i in earlier if i is not None
+        )
         trust = launch_trust(aws, self.spec.name, settings.certificates or took)
         user_data = render_user_data(
             UserDataParams(
