@@ -91,7 +91,10 @@ def up(
             restrict_forwarding=restrict_forwarding or None,
             certificates=certificates or None,
         )
-        result = run_up(settings, deps_for(ctx, json_output), dry_run=dry_run)
+        asked = [
+            what for what, given in (("instance_type", instance_type), ("image", image)) if given
+        ]
+        result = run_up(settings, deps_for(ctx, json_output), dry_run=dry_run, asked=asked)
         if json_output:
             emit_json(
                 {

@@ -8,12 +8,14 @@ clocks. A port is small on purpose: one per concern of the AWS adapter.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Any, Protocol
 
 from bastion.adapters.callerip import Fetch
 from bastion.domain.apply import Reporter
 from bastion.domain.certs import CaKey, CertificateRequest
 from bastion.domain.clock import Clock
+from bastion.domain.lease import Lease
 from bastion.domain.model import (
     Action,
     Image,
@@ -137,6 +139,16 @@ class CertificateAuthority(Protocol):
     def store_revocations(self, name: str, spec: str) -> None: ...
 
 
+class Locks(Protocol):
+    """Gateway locks held in AWS, so two machines never change one gateway at once."""
+
+    def take(self, lease: Lease, now: datetime) -> Lease | None: ...
+    def renew(self, lease: Lease) -> bool: ...
+    def release(self, lease: Lease) -> bool: ...
+    def break_lock(self, lease: Lease) -> Lease | None: ...
+    def read(self, gateway: str) -> Lease | None: ...
+
+
 class Cloud(Protocol):
     """One account and region of AWS, split by concern."""
 
@@ -156,6 +168,8 @@ class Cloud(Protocol):
     def evidence(self) -> Evidence: ...
     @property
     def ca(self) -> CertificateAuthority: ...
+    @property
+    def locks(self) -> Locks: ...
     def caller_arn(self) -> str: ...
     def call_log(self) -> CallLog: ...
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from bastion.domain.settings import Settings
 from bastion.domain.tags import TAG_CERTIFICATES
 from bastion.usecases.ports import Deps
@@ -11,15 +13,20 @@ from bastion.usecases.shared.converge import UpResult, converge
 from bastion.usecases.shared.inventory import observe
 
 
-def up(settings: Settings, deps: Deps, dry_run: bool = False) -> UpResult:
-    """Create or converge a gateway; a second run with nothing changed changes nothing."""
+def up(
+    settings: Settings, deps: Deps, dry_run: bool = False, asked: Collection[str] = ()
+) -> UpResult:
+    """Create or converge a gateway; a second run with nothing changed changes nothing.
+
+    `asked`: the settings given explicitly; a running gateway that differs in them is reported.
+    """
     if not settings.certificates:
-        return converge(settings, deps, dry_run=dry_run)
+        return converge(settings, deps, dry_run=dry_run, asked=asked)
     # Certificates: the CA exists before the launch that trusts it (every later launch, by
     # anyone, reads it back from KMS). A running gateway without it moves over blue/green.
     ctx = open_context(settings, deps, lock_for=None if dry_run else "up")
     ensure_ca(ctx.aws, settings.name, ctx.operator, deps, dry_run)
-    result = converge(settings, deps, dry_run=dry_run, ctx=ctx)
+    result = converge(settings, deps, dry_run=dry_run, ctx=ctx, asked=asked)
     instance = observe(ctx.aws, settings.name, None).instance
     if instance and instance.tags.get(TAG_CERTIFICATES) != "true" and not dry_run:
         # Remembered on the instance, so whoever relaunches it next launches it with the CA.

@@ -55,7 +55,14 @@ WITHOUT_SIGN = {
     "Statement": [
         {
             "Effect": "Allow",
-            "Action": ["ec2:*", "ssm:*", "sts:*", "kms:DescribeKey", "kms:GetPublicKey"],
+            "Action": [
+                "ec2:*",
+                "ssm:*",
+                "sts:*",
+                "dynamodb:*",
+                "kms:DescribeKey",
+                "kms:GetPublicKey",
+            ],
             "Resource": "*",
         }
     ],

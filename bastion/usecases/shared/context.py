@@ -38,12 +38,18 @@ class Context:
 
 
 def open_context(
-    settings: Settings, deps: Deps, lock_for: str | None = None, identify: bool = True
+    settings: Settings,
+    deps: Deps,
+    lock_for: str | None = None,
+    identify: bool = True,
+    aws_lock: bool = True,
 ) -> Context:
     """Connect, identify the caller and locate the gateway's local folder.
 
     `lock_for` names a command that will change the gateway: it then holds the gateway's lock
-    (see adapters.lock) before any AWS call, so two bastions on this machine never interleave.
+    (see adapters.lock) before any AWS call, so two bastions on this machine never interleave,
+    and then its lock in AWS (see shared.lease), so two machines do not either. `aws_lock=False`
+    leaves that one to the caller (`up` takes it only to apply, `burn` after containment).
     `identify=False` leaves the caller's identity (an STS call) until it is first needed.
     """
     aws = deps.aws(settings)
@@ -62,6 +68,10 @@ def open_context(
     context = Context(settings, aws, files)
     if identify:
         context.operator  # noqa: B018  (missing credentials fail here, before anything else)
+    if lock_for is not None and aws_lock:
+        from bastion.usecases.shared.lease import hold_aws_lock
+
+        hold_aws_lock(context, deps, lock_for)
     return context
 
 
@@ -79,7 +89,7 @@ def allowed_cidrs(settings: Settings, deps: Deps) -> tuple[str, ...]:
         )
     if open_to_all:
         deps.reporter.warn(
-            f"WARNING: the gateway port will be reachable from {', '.join(open_to_all)} "
+            f"the gateway port will be reachable from {', '.join(open_to_all)} "
             "(--allow-anywhere); anyone can try to log in"
         )
     return cidrs
