@@ -28,6 +28,10 @@ def up(
         bool,
         typer.Option("--allow-anywhere", help="Permit 0.0.0.0/0 or ::/0 in --allow (dangerous)."),
     ] = False,
+    allow_wide: Annotated[
+        bool,
+        typer.Option("--allow-wide", help="Permit an --allow wider than /24 (IPv4) or /56 (IPv6)."),
+    ] = False,
     instance_type: Annotated[
         str | None, typer.Option("--instance-type", help="EC2 type [default: t3.micro].")
     ] = None,
@@ -82,6 +86,7 @@ def up(
             port=port,
             allow=tuple(allow or ()),
             allow_anywhere=allow_anywhere or None,
+            allow_wide=allow_wide or None,
             instance_type=instance_type,
             image=image,
             subnet=subnet,

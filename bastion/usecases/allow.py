@@ -25,7 +25,7 @@ from bastion.domain.allowlist import (
     rule_view,
 )
 from bastion.domain.apply import apply_plan
-from bastion.domain.cidr import is_world_open, normalize_cidr
+from bastion.domain.cidr import is_world_open, normalize_cidr, refuse_world_open
 from bastion.domain.errors import CallerIpError, NotFoundError, UsageError
 from bastion.domain.model import LABEL_ME, Action, ObservedGateway, Plan, SecurityGroup
 from bastion.domain.settings import Settings
@@ -55,8 +55,10 @@ def allow(
     label: str | None = None,
     force: bool = False,
     dry_run: bool = False,
+    wide: bool = False,
 ) -> AllowResult:
-    """Add (or renew) a rule letting `target` (a CIDR, or `me`) reach the gateway port."""
+    """Add (or renew) a rule letting `target` (a CIDR, or `me`) reach the gateway port; a
+    range wider than /24 (IPv4) or /56 (IPv6) needs `wide`."""
     lifetime = parse_duration(duration)
     if target.strip().lower() == LABEL_ME:
         cidr = detect_caller_cidr(deps.fetch)
@@ -75,6 +77,7 @@ def allow(
             f"{cidr} would open the gateway to the whole Internet; `bastion allow` never does "
             "that (see `bastion up --allow-anywhere`)"
         )
+    refuse_world_open([cidr], wide, "--wide", "")
     return _change(
         settings,
         deps,

@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from bastion.adapters.aws.audit_reads import AuditReads
 from bastion.adapters.aws.compute import Compute
 from bastion.adapters.aws.errors import translated
 from bastion.adapters.aws.evidence import Evidence
@@ -168,6 +169,7 @@ class Ec2:
         self.ca = CertificateAuthority(session, config)
         self.locks = DynamoLocks(lambda: self.dynamodb)
         self._call_handlers: list[Callable[..., Any]] = []
+        self.audit_reads = AuditReads(self.ec2)
 
     @functools.cached_property
     def ssm(self) -> SSMClient:

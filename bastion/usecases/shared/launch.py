@@ -16,7 +16,7 @@ from bastion.domain.errors import ConflictError
 from bastion.domain.fingerprints import fingerprint
 from bastion.domain.model import Action, GatewaySpec, Image, ObservedGateway
 from bastion.domain.plan import Network
-from bastion.domain.settings import image_family, image_parameter
+from bastion.domain.settings import Settings, image_family, image_parameter
 from bastion.domain.tags import (
     TAG_ADMIN_KEY_FINGERPRINT,
     TAG_CERTIFICATES,
@@ -39,6 +39,14 @@ from bastion.usecases.shared.hostkey import booted_lately, pin_from_console
 from bastion.usecases.shared.verify import verify_gateway
 
 log = logging.getLogger(__name__)
+
+
+def takes_certificates(settings: Settings, observed: ObservedGateway) -> bool:
+    """Tell whether a launch trusts the CA: asked now, or the gateway took (or was asked to)."""
+    earlier = [observed.instance, observed.standby, *observed.retiring]
+    return settings.certificates or any(
+        i.tags.get(TAG_CERTIFICATES) in ("true", "wanted") for i in earlier if i is not None
+    )
 
 
 class UpHandlers:
@@ -162,12 +170,7 @@ class UpHandlers:
         )
         login = keys.load_key(self.ctx.files.login_key)
         admin = keys.load_key(self.ctx.files.admin_key)
-        # A gateway that took certificates keeps them through every relaunch, by anyone.
-        earlier = [self.observed.instance, self.observed.standby, *self.observed.retiring]
-        took = any(
-            i.tags.get(TAG_CERTIFICATES) in ("true", "wanted") for i in earlier if i is not None
-        )
-        trust = launch_trust(aws, self.spec.name, settings.certificates or took)
+        trust = launch_trust(aws, self.spec.name, takes_certificates(settings, self.observed))
         user_data = render_user_data(
             UserDataParams(
                 sshd=SshdParams(
