@@ -164,7 +164,7 @@ class HostKeyRotation:
                 gateway.host,
                 gateway.port,
                 gateway.ctx.settings.login_user,
-                str(self.files.login_key),
+                gateway.login_key_path or str(self.files.login_key),
                 new,
             )
         except SshError as exc:
@@ -224,7 +224,7 @@ class HostKeyRotation:
                 gateway.host,
                 gateway.port,
                 gateway.ctx.settings.login_user,
-                str(self.files.login_key),
+                gateway.login_key_path or str(self.files.login_key),
                 self.old,
             )
         except HostKeyMismatchError:
