@@ -7,10 +7,7 @@ what it changed (after its changes, so nothing waits on it) and records what it 
 
 from __future__ import annotations
 
-import contextvars
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any
 
 from bastion.domain.containment import (
     AclDeny,
@@ -21,18 +18,7 @@ from bastion.domain.containment import (
 from bastion.domain.incident import CONTAIN
 from bastion.usecases.burn.sources import admitting_rules, clear_prefix_lists, revoke_all
 from bastion.usecases.burn.state import Phase
-
-T = TypeVar("T")
-
-
-def at_once(*calls: Callable[[], T]) -> list[T]:
-    """Run the calls concurrently; return their results, or raise the first failure once all end."""
-    if len(calls) <= 1:
-        return [call() for call in calls]
-    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
-        # Each in a copy of this context: its calls count as the calling step's.
-        futures = [pool.submit(contextvars.copy_context().run, call) for call in calls]
-    return [future.result() for future in futures]
+from bastion.usecases.shared.concurrently import at_once
 
 
 class Containment(Phase):
