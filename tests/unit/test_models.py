@@ -11,7 +11,8 @@ import pytest
 from botocore.model import ServiceModel, Shape
 
 from bastion.adapters.aws import models
-from bastion.adapters.aws.client import Ec2
+from bastion.adapters.aws.client import Ec2, make_session
+from bastion.domain.errors import UsageError
 
 ROOT = Path(__file__).resolve().parents[2] / "bastion"
 
@@ -101,3 +102,23 @@ def test_a_damaged_cache_falls_back_to_the_full_model(
     cached.write_text("{not json")
     ec2 = Ec2(boto3.Session(region_name="us-east-1"))
     assert hasattr(ec2.ec2, "describe_hosts")
+
+
+def test_bastions_own_session_gets_the_cut_model_from_its_second_client(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # make_session checks the region first: that check must not load EC2's full model.
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    Ec2(make_session(None, "us-east-1"))
+    ec2 = Ec2(make_session(None, "us-east-1"))
+    assert hasattr(ec2.ec2, "describe_instances")
+    assert not hasattr(ec2.ec2, "describe_hosts")
+
+
+def test_an_unknown_region_is_refused_and_other_partitions_are_known() -> None:
+    with pytest.raises(UsageError, match="unknown AWS region 'us-east-9'"):
+        make_session(None, "us-east-9")
+    with pytest.raises(UsageError, match="unknown AWS region 'aws-global'"):
+        make_session(None, "aws-global")
+    for region in ("eu-west-1", "cn-north-1", "us-gov-west-1"):
+        assert make_session(None, region).region_name == region
