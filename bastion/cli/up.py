@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from bastion.cli.context import deps_for, guarded, settings_for
-from bastion.cli.options import AppSgOpt, DryRunOpt, JsonOpt, NameOpt, ReachOpt
+from bastion.cli.options import AppSgOpt, DryRunOpt, InstanceOpt, JsonOpt, NameOpt, ReachOpt
 from bastion.cli.output import emit_json, plan_json, render_plan, render_status
 
 
@@ -60,6 +60,7 @@ def up(
             "(PermitOpen); app hosts added later need a relaunch.",
         ),
     ] = False,
+    instance: InstanceOpt = None,
     dry_run: DryRunOpt = False,
     json_output: JsonOpt = False,
 ) -> None:
@@ -83,7 +84,7 @@ def up(
             verify=False if no_verify else None,
             restrict_forwarding=restrict_forwarding or None,
         )
-        result = run_up(settings, deps_for(ctx, json_output), dry_run=dry_run)
+        result = run_up(settings, deps_for(ctx, json_output), dry_run=dry_run, instance=instance)
         if json_output:
             emit_json(
                 {

@@ -7,9 +7,15 @@ from bastion.usecases.ports import Deps
 from bastion.usecases.shared.converge import UpResult, converge
 
 
-def up(settings: Settings, deps: Deps, dry_run: bool = False) -> UpResult:
-    """Create or converge a gateway; a second run with nothing changed changes nothing."""
-    return converge(settings, deps, dry_run=dry_run)
+def up(
+    settings: Settings, deps: Deps, dry_run: bool = False, instance: str | None = None
+) -> UpResult:
+    """Create or converge a gateway; a second run with nothing changed changes nothing.
+
+    `instance` is the operator's explicit choice of an instance to recover the pin from when
+    nothing ties it to this machine's record (see domain.identity).
+    """
+    return converge(settings, deps, dry_run=dry_run, chosen_instance=instance)
 
 
 __all__ = ["UpResult", "up"]

@@ -12,6 +12,7 @@ from bastion.domain.login_keys import parse_authorized_keys
 from bastion.domain.model import Action, InstanceInfo, ObservedGateway, Plan
 from bastion.usecases.ports import Deps
 from bastion.usecases.shared.context import Context, endpoint_for
+from bastion.usecases.shared.identity import identify
 from bastion.usecases.shared.inventory import observe
 
 
@@ -100,9 +101,10 @@ class Gateway:
         )
 
 
-def connect(ctx: Context, deps: Deps) -> tuple[Gateway, Any]:
+def connect(ctx: Context, deps: Deps, host_key: bool = False) -> tuple[Gateway, Any]:
     """Find the running gateway and its pinned host key, or say what to run first."""
-    observed = observe(ctx.aws, ctx.settings.name, None)
+    command = "rotate --host-key" if host_key else "rotate"
+    observed = observe(ctx.aws, ctx.settings.name, None, only=identify(ctx, deps, command))
     instance = observed.instance
     if instance is None:
         raise NotFoundError(

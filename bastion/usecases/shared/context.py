@@ -28,6 +28,9 @@ class Context:
     aws: Cloud
     files: GatewayFiles
     known_operator: str | None = None
+    # The operator's explicit choice (--instance) and consent (--without-keys): see identity.
+    chosen_instance: str | None = None
+    without_keys: bool = False
 
     @property
     def operator(self) -> str:
@@ -38,7 +41,12 @@ class Context:
 
 
 def open_context(
-    settings: Settings, deps: Deps, lock_for: str | None = None, identify: bool = True
+    settings: Settings,
+    deps: Deps,
+    lock_for: str | None = None,
+    identify: bool = True,
+    chosen_instance: str | None = None,
+    without_keys: bool = False,
 ) -> Context:
     """Connect, identify the caller and locate the gateway's local folder.
 
@@ -59,7 +67,7 @@ def open_context(
             settings.lock_wait,
         )
     files = GatewayFiles(folder, settings.name)
-    context = Context(settings, aws, files)
+    context = Context(settings, aws, files, None, chosen_instance, without_keys)
     if identify:
         context.operator  # noqa: B018  (missing credentials fail here, before anything else)
     return context

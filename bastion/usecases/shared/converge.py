@@ -23,7 +23,8 @@ from bastion.usecases.shared.context import (
     journal_for,
     open_context,
 )
-from bastion.usecases.shared.inventory import observe
+from bastion.usecases.shared.identity import gateway_candidates, identify
+from bastion.usecases.shared.inventory import observe, observe_with_app_group
 from bastion.usecases.shared.launch import UpHandlers
 from bastion.usecases.shared.report import gateway_report
 
@@ -44,15 +45,29 @@ def converge(
     dry_run: bool = False,
     generation_floor: int = 1,
     ctx: Context | None = None,
+    chosen_instance: str | None = None,
+    only: frozenset[str] | None = None,
 ) -> UpResult:
-    """Create or converge a gateway; a second run with nothing changed changes nothing."""
+    """Create or converge a gateway; a second run with nothing changed changes nothing.
+
+    `only` limits the instances it may take for the gateway (burn's relaunch: those it launched).
+    """
     cidrs = allowed_cidrs(settings, deps)
-    ctx = ctx or open_context(settings, deps, lock_for=None if dry_run else "up")
+    ctx = ctx or open_context(
+        settings, deps, lock_for=None if dry_run else "up", chosen_instance=chosen_instance
+    )
     aws = ctx.aws
     # A given --subnet picks the VPC (and so which group named --app-sg is meant); without one
     # the gateway goes where the app group is, or else into the default VPC.
     given = aws.network.subnet(settings.subnet) if settings.subnet else None
-    observed = observe(aws, settings.name, settings.app_sg, given.vpc_id if given else None)
+    # Only instances tied to this machine's record (see domain.identity); a machine without the
+    # keys is refused by the plan whatever it finds.
+    local = ctx.files.read()
+    found = aws.compute.find_instances(settings.name)
+    if only is None and local.login_fingerprint is not None:
+        only = identify(ctx, deps, "up", gateway_candidates(found))
+    vpc_id = given.vpc_id if given else None
+    observed = observe(aws, settings.name, settings.app_sg, vpc_id, only=only, instances=found)
     # Expired allow rules go first, and the planner never sees them (see domain.allowlist).
     observed, prune = without_expired(observed, deps.clock.now())
     instance = observed.instance
@@ -67,8 +82,8 @@ def converge(
             f"--app-sg {observed.app_group.group_id} is in {observed.app_group.vpc_id}, but the "
             f"gateway is in {subnet.vpc_id}; pass a --subnet in the app's VPC"
         )
-    # A lost pin is recovered by the plan (`pin_host_key`, from the console), as a launch pins.
-    local = ctx.files.read()
+    # A lost pin is recovered by the plan (`pin_host_key`, from the console), as a launch pins:
+    # identify() has tied the instance to this machine first, never by its tags alone.
     spec = GatewaySpec(
         name=settings.name,
         port=settings.port,
@@ -123,6 +138,9 @@ def converge(
         plan, handlers.table(), deps.reporter, journal_for(ctx.files), before_each=deps.before_each
     )
     refreshed = refresh_written_config(ctx, deps)
-    return UpResult(
-        plan, outcome.done, gateway_report(settings, deps, ctx=ctx, cidr_hint=cidrs), refreshed
-    )
+    after = None
+    if only is not None:  # what it launched is recorded, and is the gateway now
+        ours = only | ctx.files.recorded_instances()
+        after = observe_with_app_group(aws, settings.name, settings.app_sg, only=ours)
+    report = gateway_report(settings, deps, ctx=ctx, cidr_hint=cidrs, observed=after)
+    return UpResult(plan, outcome.done, report, refreshed)

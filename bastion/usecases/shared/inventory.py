@@ -5,19 +5,33 @@ from __future__ import annotations
 import dataclasses
 
 from bastion.domain.errors import ConflictError
-from bastion.domain.model import ObservedGateway, SecurityGroup
+from bastion.domain.model import InstanceInfo, ObservedGateway, SecurityGroup
 from bastion.domain.tags import TAG_GENERATION, TAG_INCIDENT, TAG_RETIRING, TAG_STANDBY
 from bastion.usecases.ports import Cloud
 
 
 def observe(
-    aws: Cloud, name: str, app_sg: str | None, vpc_id: str | None = None
+    aws: Cloud,
+    name: str,
+    app_sg: str | None,
+    vpc_id: str | None = None,
+    only: frozenset[str] | None = None,
+    instances: list[InstanceInfo] | None = None,
 ) -> ObservedGateway:
-    """Describe everything AWS holds for gateway `name` (a handful of calls, no scanning)."""
+    """Describe everything AWS holds for gateway `name` (a handful of calls, no scanning).
+
+    Instances are found by their tags, which anyone with CreateTags can write: a command that
+    acts on them passes `only`, the ids `shared.identity` tied to this machine's record
+    (and `instances`, when it has described them already).
+    """
     key_pairs = aws.key_pairs.find_key_pairs(name)
     groups = aws.groups.find_gateway_groups(name)
     # An instance kept for forensics after `burn --keep-instance` is evidence, not the gateway.
-    found = [i for i in aws.compute.find_instances(name) if TAG_INCIDENT not in i.tags]
+    found = [
+        i
+        for i in (aws.compute.find_instances(name) if instances is None else instances)
+        if TAG_INCIDENT not in i.tags and (only is None or i.instance_id in only)
+    ]
     # Mid-relaunch (blue/green) the new generation is a standby and, once promoted, the old one
     # is retiring; the gateway is the one instance that is neither (or the retiring one while
     # the standby is not promoted yet).
@@ -56,13 +70,15 @@ def observe(
     )
 
 
-def observe_with_app_group(aws: Cloud, name: str, app_sg: str | None) -> ObservedGateway:
+def observe_with_app_group(
+    aws: Cloud, name: str, app_sg: str | None, only: frozenset[str] | None = None
+) -> ObservedGateway:
     """Observe gateway `name` with its app group, looked up in the gateway's own VPC.
 
     Without `app_sg` the app group is the one the gateway's rules point at: its SSH egress
     to a group, else a group admitting SSH from it (`status` after `up --app-sg app`).
     """
-    observed = observe(aws, name, None)
+    observed = observe(aws, name, None, only=only)
     group = observed.group
     if app_sg is None and group is not None:
         targets = [r.source_group for r in group.egress if r.source_group and r.from_port == 22]

@@ -197,6 +197,8 @@ class UpHandlers:
             tags=tags,
         )
         self.launched = True
+        # The record `burn`, `down`, `rotate` and pin recovery tie the gateway to (not its tags).
+        self.ctx.files.record_instances({self.instance.instance_id})
         self._withdraw_if_raced(generation)
         log.info("launched %s", self.instance.instance_id)
 
@@ -272,3 +274,5 @@ class UpHandlers:
         results["verified_host_key"] = verify_gateway(
             self.ctx, self.deps, self.instance, self.spec.port
         )
+        # It answered with the pinned host key: ours, whatever its tags say later.
+        self.ctx.files.record_instances({self.instance.instance_id})
