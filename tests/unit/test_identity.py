@@ -67,9 +67,7 @@ def test_a_decoy_alone_is_refused_with_the_record_named() -> None:
 
 
 def test_an_explicit_instance_is_the_operators_choice() -> None:
-    assert choose_instances("default", [REAL, DECOY], OWN, {}, "burn", chosen="i-decoy") == (
-        DECOY,
-    )
+    assert choose_instances("default", [REAL, DECOY], OWN, {}, "burn", chosen="i-decoy") == (DECOY,)
 
 
 def test_an_explicit_instance_that_is_not_a_candidate_is_not_found() -> None:
