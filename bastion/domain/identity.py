@@ -9,6 +9,7 @@ host key answering at the instance. Anything else needs the operator's explicit 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -50,6 +51,16 @@ def tie(instance: InstanceInfo, record: GatewayRecord, proof: Proof | None) -> s
     if proof.pinned_key_answered:
         return "it answers with the pinned host key"
     return None
+
+
+def named_by_bastion(name: str, resource_name: str) -> bool:
+    """Tell whether a group or key pair carries a name bastion gives (`bastion-NAME-gw-N`, etc.).
+
+    A name is fixed when the resource is made; CreateTags cannot change it. So a production
+    group or key pair tagged as the gateway's is not taken for bastion's own (and never deleted).
+    """
+    own = re.escape(name)
+    return bool(re.fullmatch(rf"bastion-{own}-(gw-\d+|[A-Za-z0-9]{{1,10}})", resource_name))
 
 
 def needs_proof(instance: InstanceInfo, record: GatewayRecord) -> bool:

@@ -283,3 +283,27 @@ def test_the_record_names_every_generation_a_relaunch_launched(
         if i["state"] == "running" and iid != layout["app"]
     ]
     assert len(live) == 1 and set(live) <= recorded and layout["gateway"] in recorded
+
+
+def _tag_as_gateways(ec2: Any, resource: str, role: str) -> None:
+    tags = {"bastion:name": "default", "bastion:role": role, "bastion:managed": "true"}
+    ec2.create_tags(Resources=[resource], Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
+
+
+def test_a_group_and_a_key_pair_tagged_as_the_gateways_survive_down_and_burn(
+    deps: Deps, ec2_client: Any, layout: dict[str, str]
+) -> None:
+    from bastion.adapters.keys import generate_key
+
+    _tag_as_gateways(ec2_client, layout["rds"], "gateway-group")
+    deploy = ec2_client.import_key_pair(
+        KeyName="prod-deploy", PublicKeyMaterial=generate_key("deploy").public_line.encode()
+    )["KeyPairId"]
+    _tag_as_gateways(ec2_client, deploy, "login-key")
+
+    burn(make_settings(), deps, reason="tagged resources")
+    down(make_settings(), deps)
+
+    names = [k["KeyName"] for k in ec2_client.describe_key_pairs()["KeyPairs"]]
+    assert names == ["prod-deploy"]
+    assert _rds_sources(ec2_client, layout["rds"]) == [layout["app_sg"]]

@@ -90,3 +90,18 @@ def test_down_from_a_machine_without_keys_exits_8_until_told(
     assert done.exit_code == 0, done.stderr
     assert "made by" in done.stderr
     assert account_state(ec2_client)["instances"][gateway]["state"] == "terminated"
+
+
+def test_burn_does_not_adopt_a_tag_only_incident_on_a_decoy(
+    runner: CliRunner, deps: Deps, ec2_client: Any
+) -> None:
+    gateway = _gateway(runner, deps)
+    decoy = _instance(ec2_client)
+    incident = {"bastion:incident": "inc-20261201T000000Z-dead", "bastion:incident-state": "open"}
+    disguise(ec2_client, decoy, like=gateway, **incident)
+    before = account_state(ec2_client)
+
+    error = _one_line_conflict(invoke(runner, deps, "burn"))
+
+    assert decoy in error and "--instance" in error
+    assert account_state(ec2_client) == before

@@ -107,3 +107,14 @@ def test_require_record_shows_who_made_the_gateway() -> None:
     assert warning and "alice" in warning
     assert require_record("default", OWN, tags, "down", without_keys=False) is None
     assert require_record("default", GatewayRecord(), None, "down", without_keys=False) is None
+
+
+def test_only_names_bastion_gives_are_bastions_groups_and_key_pairs() -> None:
+    from bastion.domain.identity import named_by_bastion
+    from bastion.domain.tags import group_name, key_pair_name
+
+    assert named_by_bastion("default", group_name("default", 12))
+    assert named_by_bastion("default", key_pair_name("default", "SHA256:abc+/def123456789"))
+    assert not named_by_bastion("default", "sg-rds")
+    assert not named_by_bastion("default", "prod-deploy-key")
+    assert not named_by_bastion("default", group_name("default-gw", 1))  # another gateway's

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from bastion.domain.errors import ConflictError
+from bastion.domain.identity import named_by_bastion
 from bastion.domain.model import InstanceInfo, ObservedGateway, SecurityGroup
 from bastion.domain.tags import TAG_GENERATION, TAG_INCIDENT, TAG_RETIRING, TAG_STANDBY
 from bastion.usecases.ports import Cloud
@@ -24,8 +25,9 @@ def observe(
     acts on them passes `only`, the ids `shared.identity` tied to this machine's record
     (and `instances`, when it has described them already).
     """
-    key_pairs = aws.key_pairs.find_key_pairs(name)
-    groups = aws.groups.find_gateway_groups(name)
+    # By name too: tags are anyone's to write, names are fixed when bastion makes the resource.
+    key_pairs = [k for k in aws.key_pairs.find_key_pairs(name) if named_by_bastion(name, k.name)]
+    groups = [g for g in aws.groups.find_gateway_groups(name) if named_by_bastion(name, g.name)]
     # An instance kept for forensics after `burn --keep-instance` is evidence, not the gateway.
     found = [
         i
