@@ -307,3 +307,32 @@ def test_a_group_and_a_key_pair_tagged_as_the_gateways_survive_down_and_burn(
     names = [k["KeyName"] for k in ec2_client.describe_key_pairs()["KeyPairs"]]
     assert names == ["prod-deploy"]
     assert _rds_sources(ec2_client, layout["rds"]) == [layout["app_sg"]]
+
+
+def test_a_gateway_whose_console_rolled_is_tied_by_its_sshd_answering_with_the_pin(
+    deps: Deps, ec2_client: Any, consoles: FakeConsoles, layout: dict[str, str]
+) -> None:
+    folder = make_settings().gateway_dir("us-east-1").expanduser()
+    (folder / "instances").unlink()  # made by an older bastion, long ago: no record, no console
+    consoles.texts[layout["gateway"]] = "Booting...\n"
+
+    result = burn(make_settings(), deps, reason="old gateway")
+
+    assert result.incident.pre_incident["instance_id"] == layout["gateway"]
+
+
+def test_an_unrecorded_instance_whose_sshd_shows_another_key_is_refused(
+    deps: Deps, ec2_client: Any, consoles: FakeConsoles, probe: Any, layout: dict[str, str]
+) -> None:
+    from bastion.adapters.keys import generate_key
+
+    folder = make_settings().gateway_dir("us-east-1").expanduser()
+    (folder / "instances").unlink()
+    consoles.texts[layout["gateway"]] = "Booting...\n"
+    probe.host_key_override = generate_key("impostor").public_line
+    before = account_state(ec2_client)
+
+    with pytest.raises(ConflictError, match=f"--instance {layout['gateway']}"):
+        burn(make_settings(), deps, reason="not proven")
+
+    assert account_state(ec2_client) == before
