@@ -15,6 +15,8 @@ def isolated_environment(
     """Point HOME, XDG dirs and AWS config at a temp dir and give fake credentials."""
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("HOME", str(home))
+    # One cache per test run: EC2's cut service model is made once, then every client uses it.
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "cache"))
     for var in (
         "XDG_DATA_HOME",
         "XDG_CONFIG_HOME",

@@ -20,23 +20,25 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 # The files side (sshconfig_files), re-exported for the callers of this module.
 from bastion.adapters.sshconfig_files import BACKUP_SUFFIX as BACKUP_SUFFIX
-from bastion.adapters.sshconfig_files import CONFIG_DIR_NAME, FILE_PREFIX
+from bastion.adapters.sshconfig_files import CONFIG_DIR_NAME
+from bastion.adapters.sshconfig_files import FILE_PREFIX as FILE_PREFIX
 from bastion.adapters.sshconfig_files import IncludeChange as IncludeChange
 from bastion.adapters.sshconfig_files import ensure_include as ensure_include
 from bastion.adapters.sshconfig_files import include_line as include_line
+from bastion.adapters.sshconfig_files import user_host_names as user_host_names
 from bastion.adapters.sshconfig_files import write_if_changed as write_if_changed
+from bastion.domain import sshnames
 from bastion.domain.errors import UsageError
+from bastion.domain.sshnames import RefusedName as RefusedName
+from bastion.domain.sshnames import UserHostName as UserHostName
 
 APP_SSH_PORT = 22
 
-_ALIAS_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-_PATTERN_RE = re.compile(r"^!?[A-Za-z0-9.:_*?\[\]-]+$")
 _USER_RE = re.compile(r"^[A-Za-z0-9._][A-Za-z0-9._-]{0,63}$")
 _INCLUDE_KEYWORD = re.compile(r"^\s*include(\s+|\s*=\s*)(?P<args>.*?)\s*$", re.IGNORECASE)
 
@@ -75,16 +77,26 @@ class ClientConfig:
     app_user: str | None = None
     app_identity: Path | None = None
     app_known_hosts: Path | None = None
+    # The Host and Match names of the operator's own config: never captured by this file.
+    user_names: tuple[UserHostName, ...] = ()
+    # The Host names of the other gateways' generated files (their address patterns may overlap).
+    other_gateway_names: tuple[UserHostName, ...] = ()
+
+    @property
+    def namespace(self) -> str:
+        """Return the namespace of this gateway's app host aliases, e.g. `default.bastion`."""
+        return sshnames.namespace_for(self.gateway.alias)
 
 
 @dataclass(frozen=True)
 class HostBlock:
-    """One app host's `Host` block: its aliases and address."""
+    """One app host's `Host` block: its aliases (in the gateway's namespace) and address."""
 
     aliases: tuple[str, ...]
     address: str
     instance_id: str
     pinned: bool = False
+    name: str | None = None  # its Name tag, when that names it (what `bastion ssh NAME` maps)
 
 
 def config_dir(home: Path) -> Path:
@@ -95,14 +107,6 @@ def config_dir(home: Path) -> Path:
 def config_path(home: Path, name: str) -> Path:
     """Return the generated client config of gateway `name`."""
     return config_dir(home) / f"{FILE_PREFIX}{name}"
-
-
-def alias_for(name: str | None) -> str | None:
-    """Return a safe `Host` alias for an instance's Name tag, or None when nothing is left."""
-    if not name:
-        return None
-    alias = _ALIAS_UNSAFE.sub("-", name.strip()).strip("-.")
-    return alias[:64] or None
 
 
 def cidr_patterns(cidr: str) -> tuple[str, ...]:
@@ -128,13 +132,16 @@ def cidr_patterns(cidr: str) -> tuple[str, ...]:
 
 
 def validate_patterns(patterns: tuple[str, ...]) -> tuple[str, ...]:
-    """Return `patterns` if each is an OpenSSH host pattern, else raise a usage error."""
+    """Return `patterns` if each names app hosts by a network prefix, else raise a usage error."""
     for pattern in patterns:
-        if not _PATTERN_RE.match(pattern) or pattern in ("*", "!*"):
+        reason = sshnames.pattern_refusal(pattern)
+        if reason is not None:
             raise UsageError(
-                f"--hosts {pattern!r} is not a host pattern for the app network; use e.g. "
-                "'10.0.*' or '*.internal' (letters, digits, . : _ - * ? only, not '*' alone)"
+                f"--hosts {pattern!r} would route other hosts through the gateway ({reason}); "
+                "use e.g. '10.0.*' or '*.ec2.internal'"
             )
+    if patterns and all(p.startswith("!") for p in patterns):
+        raise UsageError("--hosts needs one pattern that is not negated, e.g. '10.0.*'")
     return patterns
 
 
@@ -146,26 +153,43 @@ def validate_app_user(user: str | None) -> str | None:
 
 
 def host_blocks(config: ClientConfig) -> tuple[HostBlock, ...]:
-    """Name each app host by its Name tag (unless ambiguous) and always by its instance id."""
-    names = {h.instance_id: alias_for(h.name) for h in config.app_hosts}
-    counts = Counter(n for n in names.values() if n)
+    """Name each app host `INSTANCE_ID.NS`, and `NAME.NS` unless its Name tag is refused."""
+    refused = {r.name.lower() for r in refused_names(config)}
     blocks = []
-    for host in sorted(
-        config.app_hosts, key=lambda h: (names[h.instance_id] or "~", h.instance_id)
-    ):
-        alias = names[host.instance_id]
-        usable = alias and counts[alias] == 1 and alias != config.gateway.alias
-        aliases = (alias, host.instance_id) if usable and alias else (host.instance_id,)
-        blocks.append(
-            HostBlock(aliases, host.address, host.instance_id, pinned=host.host_key is not None)
-        )
-    return tuple(blocks)
+    for host in config.app_hosts:
+        name = host.name.lower() if host.name and host.name.lower() not in refused else None
+        labels = (name, host.instance_id) if name else (host.instance_id,)
+        aliases = tuple(sshnames.app_alias(label, config.namespace) for label in labels)
+        pinned = host.host_key is not None
+        blocks.append(HostBlock(aliases, host.address, host.instance_id, pinned, name))
+    return tuple(sorted(blocks, key=lambda b: (b.name is None, b.name or "", b.instance_id)))
 
 
-def ambiguous_names(config: ClientConfig) -> tuple[str, ...]:
-    """Return Name tags shared by several app hosts (those are reachable by instance id only)."""
-    counts = Counter(alias_for(h.name) for h in config.app_hosts)
-    return tuple(sorted(n for n, c in counts.items() if n and c > 1))
+def refused_names(config: ClientConfig) -> tuple[RefusedName, ...]:
+    """Return the app hosts' Name tags that name no alias (each host keeps its instance id's)."""
+    names = {h.instance_id: h.name for h in config.app_hosts}
+    return sshnames.refused_names(names, config.gateway.alias, config.user_names)
+
+
+def address_patterns(config: ClientConfig) -> tuple[str, ...]:
+    """Return the app network's patterns, each of the operator's own names excluded (`!name`)."""
+    return (*config.patterns, *sshnames.exclusions(config.patterns, config.user_names))
+
+
+def ssh_target(config: ClientConfig, host: str) -> str:
+    """Return the alias `bastion ssh HOST` means: an app host's Name tag or id maps to it."""
+    wanted = host.lower()
+    for block in host_blocks(config):
+        if wanted in (block.name, block.instance_id):
+            return block.aliases[0] if wanted == block.name else block.aliases[-1]
+    for refused in refused_names(config):
+        if refused.name.lower() == wanted:
+            ids, first = ", ".join(refused.instance_ids), refused.instance_ids[0]
+            raise UsageError(
+                f"app host name {host!r} ({ids}) names no host in the ssh config "
+                f"({refused.reason}); use its instance id, e.g. `bastion ssh {first}`"
+            )
+    return host
 
 
 def render_client_config(config: ClientConfig) -> str:
@@ -194,7 +218,11 @@ def render_client_config(config: ClientConfig) -> str:
     app_options = _app_options(config)
     blocks = host_blocks(config)
     if blocks:
-        lines += ["", "# App hosts (running in the app group), by Name tag and instance id."]
+        lines += [
+            "",
+            f"# App hosts (running in the app group), as NAME.{config.namespace} and",
+            f"# INSTANCE_ID.{config.namespace}: no Name tag can take a name outside it.",
+        ]
     for block in blocks:
         lines += [
             "",
@@ -204,10 +232,12 @@ def render_client_config(config: ClientConfig) -> str:
         ]
     if config.patterns:
         source = f" ({config.pattern_source})" if config.pattern_source else ""
+        patterns = address_patterns(config)
+        lines += ["", f"# Any other app host by its address{source}."]
+        if len(patterns) > len(config.patterns):
+            lines.append("# Hosts your own ~/.ssh/config names (!) are left to it.")
         lines += [
-            "",
-            f"# Any other app host by its address{source}.",
-            f"Host {' '.join(config.patterns)}",
+            f"Host {' '.join(_value(p, 'host pattern') for p in patterns)}",
             *app_options,
         ]
     return "\n".join(lines) + "\n"

@@ -6,19 +6,26 @@ Split from `sshconfig` (which renders the text): here is everything that touches
 
 from __future__ import annotations
 
+import glob
+import itertools
 import os
 import re
+import shlex
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from bastion.domain.errors import UsageError
+from bastion.domain.sshnames import UserHostName
 
 CONFIG_DIR_NAME = "config.d"
 FILE_PREFIX = "bastion-"
 INCLUDE_GLOB = f"{FILE_PREFIX}*"
 BACKUP_SUFFIX = ".bastion-backup"
 _INCLUDE_KEYWORD = re.compile(r"^\s*include(\s+|\s*=\s*)(?P<args>.*?)\s*$", re.IGNORECASE)
+_KEYWORD = re.compile(r"^\s*(?P<key>[A-Za-z]+)(?:\s*=\s*|\s+)(?P<args>.*?)\s*$")
+_MAX_INCLUDE_DEPTH = 16  # ssh's own limit (READCONF_MAX_DEPTH)
 
 
 @dataclass(frozen=True)
@@ -113,3 +120,71 @@ def _atomic_write(path: Path, data: bytes, mode: int, like: os.stat_result | Non
 
 
 # --- what `--write` remembers, so `up`, `rotate` and `burn` can rewrite the same file ---------
+
+
+# --- the names the operator's own config uses ------------------------------------------------
+
+
+def user_host_names(user_config: Path, skip: tuple[Path, ...] = ()) -> tuple[UserHostName, ...]:
+    """Return every pattern of the `Host` and `Match host` lines of `user_config` and its Includes.
+
+    paramiko's SSHConfig follows no Include, so the few keywords that name hosts are read here,
+    the way ssh reads them: `Include` globs relative to `~/.ssh`, nested up to ssh's depth limit.
+    Files in `skip` (bastion's own generated files) are not the operator's and are left out.
+    """
+    skipped = {p.resolve() for p in skip}
+    return tuple(_names_in(user_config, user_config.parent, skipped, set(), 0))
+
+
+def _names_in(
+    path: Path, ssh_dir: Path, skipped: set[Path], seen: set[Path], depth: int
+) -> Iterator[UserHostName]:
+    resolved = path.resolve()
+    if resolved in skipped or resolved in seen or depth > _MAX_INCLUDE_DEPTH:
+        return
+    seen.add(resolved)
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return  # ssh skips an Included file it cannot read; bastion can name nothing from it
+    for number, line in enumerate(text.splitlines(), 1):
+        match = _KEYWORD.match(line)
+        if match is None:
+            continue
+        key, args = match.group("key").lower(), _split(match.group("args"))
+        where = f"{_shown(path)} line {number}"
+        if key == "include":
+            for included in _included(args, ssh_dir):
+                yield from _names_in(included, ssh_dir, skipped, seen, depth + 1)
+        elif key == "host":
+            yield from (UserHostName(a, where) for a in args if not a.startswith("!"))
+        elif key == "match":
+            yield from (UserHostName(p, where) for p in _match_hosts(args))
+
+
+def _split(args: str) -> list[str]:
+    try:
+        return shlex.split(args, comments=True)
+    except ValueError:
+        return args.split()
+
+
+def _included(args: list[str], ssh_dir: Path) -> list[Path]:
+    found: list[Path] = []
+    for arg in args:
+        pattern = Path(os.path.expanduser(arg))
+        pattern = pattern if pattern.is_absolute() else ssh_dir / pattern
+        found += [Path(p) for p in sorted(glob.glob(str(pattern)))]
+    return found
+
+
+def _match_hosts(args: list[str]) -> Iterator[str]:
+    # `Match host a,b originalhost c exec "cmd" ...`: only the host criteria name hosts.
+    for criterion, value in itertools.pairwise(args):
+        if criterion.lower() in ("host", "originalhost"):
+            yield from (p for p in value.split(",") if p and not p.startswith("!"))
+
+
+def _shown(path: Path) -> str:
+    home = Path.home()
+    return f"~/{path.relative_to(home)}" if path.is_relative_to(home) else str(path)

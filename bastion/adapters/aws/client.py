@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+import logging
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -22,6 +23,8 @@ from bastion.adapters.aws.keypairs import Images, KeyPairs
 from bastion.adapters.aws.network import Network
 from bastion.adapters.aws.security_groups import SecurityGroups
 from bastion.domain.errors import UsageError
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     import boto3
@@ -69,6 +72,23 @@ def _endpoint_checked() -> Iterator[None]:
         ) from exc
 
 
+def _ec2_client(session: boto3.Session, config: Any) -> EC2Client:
+    """Make the EC2 client from the cut model when cached (a third of the time), else in full."""
+    from botocore.exceptions import DataNotFoundError
+
+    from bastion.adapters.aws import models
+
+    try:
+        # boto3 names no public door to its botocore session, whose loader this needs.
+        with models.cut_model(session._session, models.cache_root()):
+            return session.client("ec2", config=config)
+    except (KeyError, OSError, ValueError, DataNotFoundError) as exc:
+        if isinstance(exc, ValueError) and "endpoint" in str(exc).lower():
+            raise
+        log.debug("EC2's cut model failed (%s); using the full model", exc)  # a damaged cache
+        return session.client("ec2", config=config)
+
+
 class Ec2:
     """EC2, SSM and STS for one account and region, split by concern."""
 
@@ -77,7 +97,7 @@ class Ec2:
 
         config = Config(retries={"mode": "standard", "max_attempts": 8}, connect_timeout=10)
         with translated("creating AWS clients"), _endpoint_checked():
-            self.ec2: EC2Client = session.client("ec2", config=config)
+            self.ec2: EC2Client = _ec2_client(session, config)
         self._session, self._config = session, config
         self.region: str = session.region_name or ""
         self.compute = Compute(self.ec2)
@@ -125,7 +145,7 @@ class Ec2:
 
     def caller_arn(self) -> str:
         """Return the ARN of the caller; fails early when credentials are missing."""
-        with translated("checking AWS credentials"):
+        with translated("checking AWS credentials", service="sts"):
             return str(self._sts.get_caller_identity()["Arn"])
 
 

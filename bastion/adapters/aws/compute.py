@@ -143,6 +143,8 @@ class Compute:
                 TagSpecifications=[
                     tag_spec("instance", tags),  # type: ignore[list-item]
                     tag_spec("volume", tags),  # type: ignore[list-item]
+                    # Tagged as bastion's, so the policy lets burn tag it (policy/bastion.json).
+                    tag_spec("network-interface", tags),  # type: ignore[list-item]
                 ],
             )
         instance_id = reply["Instances"][0]["InstanceId"]

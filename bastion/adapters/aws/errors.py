@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -20,6 +21,11 @@ AUTH_CODES = frozenset(
         "OptInRequired",
     }
 )
+# A policy that lacks the action (or whose conditions do not hold): the caller is known.
+DENIED_CODES = frozenset({"UnauthorizedOperation", "AccessDenied", "AccessDeniedException"})
+# AWS (and moto) name the caller and the action in the message; EC2 adds an encoded blob.
+_DENIED = re.compile(r"User: (?P<who>\S+) is not authorized to perform: (?P<action>[\w-]+:\w+)")
+POLICY_DOCUMENT = "policy/bastion.json"
 LIMIT_CODES = frozenset(
     {
         "InstanceLimitExceeded",
@@ -41,9 +47,23 @@ LIMIT_HINTS = {
 }
 
 
+def denied_message(service: str, operation: str, message: str) -> str:
+    """Say which IAM action AWS refused, to whom, and where the policy that grants it is."""
+    found = _DENIED.search(message)
+    action = found["action"] if found else f"{service}:{operation}"
+    who = found["who"] if found else "these credentials"
+    return (
+        f"AWS refused {action} for {who}: add it to the policy ({POLICY_DOCUMENT}); "
+        "if it is there, the resource lacks bastion's tags"
+    )
+
+
 @contextmanager
-def translated(doing: str) -> Iterator[None]:
-    """Turn botocore failures into `BastionError`s that say what to do."""
+def translated(doing: str, service: str = "ec2") -> Iterator[None]:
+    """Turn botocore failures into `BastionError`s that say what to do.
+
+    `service` is the IAM prefix of the calls inside (ec2, ssm, sts), named when AWS refuses one.
+    """
     from botocore.exceptions import (
         BotoCoreError,
         ClientError,
@@ -63,6 +83,10 @@ def translated(doing: str) -> Iterator[None]:
         error = exc.response.get("Error", {})
         code = error.get("Code", "Unknown")
         message = error.get("Message", str(exc))
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        # moto answers JSON services' refusals in XML, which botocore cannot read a code from.
+        if code in DENIED_CODES or (status == 403 and _DENIED.search(message)):
+            raise AwsAuthError(denied_message(service, exc.operation_name, message)) from exc
         if code in AUTH_CODES:
             raise AwsAuthError(
                 f"{doing}: AWS denied it ({code}: {message}); "

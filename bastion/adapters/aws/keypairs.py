@@ -75,7 +75,7 @@ class Images:
         """Resolve an SSM public parameter (or take an AMI id) and read its root device."""
         if parameter:
             try:
-                with translated(f"resolving image parameter {parameter}"):
+                with translated(f"resolving image parameter {parameter}", service="ssm"):
                     image_id = self.ssm.get_parameter(Name=parameter)["Parameter"]["Value"]
             except NotFoundError as exc:
                 raise NotFoundError(

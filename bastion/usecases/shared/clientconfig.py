@@ -13,6 +13,7 @@ from pathlib import Path
 
 from bastion.adapters import sshconfig
 from bastion.adapters.sshconfig import AppHost, ClientConfig, GatewayEntry, WrittenConfig
+from bastion.domain import sshnames
 from bastion.domain.apply import Reporter
 from bastion.domain.console import host_keys_from_console
 from bastion.domain.errors import BastionError, ConflictError, NotFoundError, UsageError
@@ -72,6 +73,8 @@ def refresh_ssh_config(
     if reporter is not None:
         how = "updated" if changed else "already current"
         reporter.step(f"ssh config {record.path} {how} (address, keys, known_hosts)")
+        for warning in name_warnings(config):
+            reporter.warn(warning)
     return Refreshed(record.path, changed)
 
 
@@ -101,8 +104,9 @@ def build_client_config(
     options: SshConfigOptions,
     app_sg: str | None,
     instance: InstanceInfo | None = None,
+    home: Path | None = None,
 ) -> ClientConfig:
-    """Gather the gateway's address, keys and app hosts into a `ClientConfig`."""
+    """Gather the gateway's address, keys, app hosts and the operator's own names."""
     settings, aws, files = ctx.settings, ctx.aws, ctx.files
     observed = observe_with_app_group(aws, settings.name, app_sg)
     instance = instance or observed.instance
@@ -158,7 +162,67 @@ def build_client_config(
         app_user=options.app_user,
         app_identity=options.app_identity,
         app_known_hosts=root / APP_KNOWN_HOSTS_NAME,
+        user_names=operator_host_names(home or Path.home()),
+        other_gateway_names=other_gateway_host_names(home or Path.home(), settings.name),
     )
+
+
+def operator_host_names(home: Path) -> tuple[sshconfig.UserHostName, ...]:
+    """Return the names the operator's own `~/.ssh/config` (and its Includes) use."""
+    generated = tuple(sshconfig.config_dir(home).glob(f"{sshconfig.FILE_PREFIX}*"))
+    return sshconfig.user_host_names(home / ".ssh" / "config", skip=generated)
+
+
+def other_gateway_host_names(home: Path, name: str) -> tuple[sshconfig.UserHostName, ...]:
+    """Return the Host names of the other gateways' generated files."""
+    own = sshconfig.config_path(home, name)
+    others = sorted(sshconfig.config_dir(home).glob(f"{sshconfig.FILE_PREFIX}*"))
+    return tuple(n for p in others if p != own for n in sshconfig.user_host_names(p))
+
+
+def name_warnings(config: ClientConfig) -> tuple[str, ...]:
+    """Say, one warning each, which Name tags name no alias and which own names are excluded."""
+    warnings = []
+    refused = sshconfig.refused_names(config)
+    if refused:
+        listed = "; ".join(
+            f"{r.name!r} on {', '.join(r.instance_ids)} ({r.reason})" for r in refused
+        )
+        warnings.append(
+            f"app host names left out of the ssh config (reach those hosts as "
+            f"INSTANCE_ID.{config.namespace}): {listed}"
+        )
+    excluded = sshconfig.address_patterns(config)[len(config.patterns) :]
+    if excluded:
+        where = {f"!{u.pattern}": u.where for u in config.user_names}
+        listed = ", ".join(f"{p} ({where.get(p, 'your config')})" for p in excluded)
+        warnings.append(
+            f"the app address patterns leave the hosts your own ssh config names to it: {listed}"
+        )
+    gateway = config.gateway.alias
+    mine = [
+        u.where
+        for u in config.user_names
+        if not sshnames.is_catch_all(u.pattern) and sshnames.glob_match(u.pattern, gateway)
+    ]
+    if mine:
+        warnings.append(
+            f"your own ssh config names {gateway} too ({', '.join(mine)}): bastion's block, "
+            "Included first, wins for that name; rename or remove yours"
+        )
+    shared = [
+        f"{n.pattern} ({n.where})"
+        for n in config.other_gateway_names
+        if not sshnames.is_catch_all(n.pattern)
+        and any(sshnames.globs_overlap(p, n.pattern) for p in config.patterns if p[:1] != "!")
+    ]
+    if shared:
+        warnings.append(
+            f"another gateway's ssh config routes the same addresses: {', '.join(shared)}; ssh "
+            "takes those through the gateway whose file comes first, so give one of them "
+            "`bastion ssh-config --write --hosts PATTERN`"
+        )
+    return tuple(warnings)
 
 
 def app_console_key(aws: Cloud, instance: InstanceInfo) -> str | None:
@@ -189,11 +253,18 @@ def unpinned_app_hosts(config: ClientConfig) -> str | None:
     loose = [h for h in config.app_hosts if not h.host_key]
     if not loose:
         return None
-    names = ", ".join(f"{h.name} ({h.instance_id})" if h.name else h.instance_id for h in loose)
+    names = ", ".join(
+        f"{_shown(h.name)} ({h.instance_id})" if h.name else h.instance_id for h in loose
+    )
     return (
         f"the console of {names} shows no host key: their keys are learned on first use "
         "(accept-new, only over the pinned gateway); every other app host is pinned strictly"
     )
+
+
+def _shown(name: str) -> str:
+    # A Name tag is anyone's text: quoted, escapes and all, unless it is plainly printable.
+    return name if name.isprintable() and " " not in name else repr(name)
 
 
 def permit_open_targets(aws: Cloud, app_group_id: str | None) -> tuple[str, ...]:

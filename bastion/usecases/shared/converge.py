@@ -24,7 +24,7 @@ from bastion.usecases.shared.context import (
     open_context,
 )
 from bastion.usecases.shared.identity import gateway_candidates, identify
-from bastion.usecases.shared.inventory import observe, observe_with_app_group
+from bastion.usecases.shared.inventory import observe, observe_with_app_group, with_app_group
 from bastion.usecases.shared.launch import UpHandlers
 from bastion.usecases.shared.report import gateway_report
 
@@ -138,8 +138,11 @@ def converge(
         plan, handlers.table(), deps.reporter, journal_for(ctx.files), before_each=deps.before_each
     )
     refreshed = refresh_written_config(ctx, deps)
-    after = None
-    if only is not None:  # what it launched is recorded, and is the gateway now
+    # Nothing changed: what was read before is still what AWS holds (no second round of reads).
+    running = instance is not None and instance.state == "running"
+    changed = any(a.mutating or (a.kind == "wait_running" and not running) for a in outcome.done)
+    after = None if changed else with_app_group(aws, observed, settings.app_sg)
+    if after is None and only is not None:  # what it launched is recorded: the gateway now
         ours = only | ctx.files.recorded_instances()
         after = observe_with_app_group(aws, settings.name, settings.app_sg, only=ours)
     report = gateway_report(settings, deps, ctx=ctx, cidr_hint=cidrs, observed=after)

@@ -9,6 +9,7 @@ from bastion.domain.identity import named_by_bastion
 from bastion.domain.model import InstanceInfo, ObservedGateway, SecurityGroup
 from bastion.domain.tags import TAG_GENERATION, TAG_INCIDENT, TAG_RETIRING, TAG_STANDBY
 from bastion.usecases.ports import Cloud
+from bastion.usecases.shared.concurrently import Together
 
 
 def observe(
@@ -19,19 +20,27 @@ def observe(
     only: frozenset[str] | None = None,
     instances: list[InstanceInfo] | None = None,
 ) -> ObservedGateway:
-    """Describe everything AWS holds for gateway `name` (a handful of calls, no scanning).
+    """Describe everything AWS holds for gateway `name` (a handful of calls at once, no scan).
 
     Instances are found by their tags, which anyone with CreateTags can write: a command that
     acts on them passes `only`, the ids `shared.identity` tied to this machine's record
     (and `instances`, when it has described them already).
     """
+    with Together() as together:
+        reading_pairs = together.start(lambda: aws.key_pairs.find_key_pairs(name))
+        reading_groups = together.start(lambda: aws.groups.find_gateway_groups(name))
+        reading_instances = together.start(
+            lambda: aws.compute.find_instances(name) if instances is None else instances
+        )
+        reading_app = together.start(lambda: aws.groups.group(app_sg, vpc_id) if app_sg else None)
     # By name too: tags are anyone's to write, names are fixed when bastion makes the resource.
-    key_pairs = [k for k in aws.key_pairs.find_key_pairs(name) if named_by_bastion(name, k.name)]
-    groups = [g for g in aws.groups.find_gateway_groups(name) if named_by_bastion(name, g.name)]
+    key_pairs = [k for k in reading_pairs.result() if named_by_bastion(name, k.name)]
+    groups = [g for g in reading_groups.result() if named_by_bastion(name, g.name)]
+    all_instances, app_group = reading_instances.result(), reading_app.result()
     # An instance kept for forensics after `burn --keep-instance` is evidence, not the gateway.
     found = [
         i
-        for i in (aws.compute.find_instances(name) if instances is None else instances)
+        for i in all_instances
         if TAG_INCIDENT not in i.tags and (only is None or i.instance_id in only)
     ]
     # Mid-relaunch (blue/green) the new generation is a standby and, once promoted, the old one
@@ -55,7 +64,6 @@ def observe(
     )
     current = [g for g in groups if _generation(g) == generation]
     stale = tuple(g for g in groups if g not in current)
-    app_group = aws.groups.group(app_sg, vpc_id) if app_sg else None
     key_pair = key_pairs[0] if key_pairs else None
     if instance and instance.key_name:
         key_pair = next((k for k in key_pairs if k.name == instance.key_name), key_pair)
@@ -80,7 +88,13 @@ def observe_with_app_group(
     Without `app_sg` the app group is the one the gateway's rules point at: its SSH egress
     to a group, else a group admitting SSH from it (`status` after `up --app-sg app`).
     """
-    observed = observe(aws, name, None, only=only)
+    return with_app_group(aws, observe(aws, name, None, only=only), app_sg)
+
+
+def with_app_group(aws: Cloud, observed: ObservedGateway, app_sg: str | None) -> ObservedGateway:
+    """Return `observed` with its app group (`observe_with_app_group` without the re-read)."""
+    if observed.app_group is not None:
+        return observed
     group = observed.group
     if app_sg is None and group is not None:
         targets = [r.source_group for r in group.egress if r.source_group and r.from_port == 22]
