@@ -43,8 +43,10 @@ def release_gateway_locks() -> Iterator[None]:
     """Drop the gateway locks a test's commands took (a real process drops them on exit)."""
     yield
     from bastion.adapters.lock import release_all
+    from bastion.usecases.shared.lease import forget_aws_locks
 
     release_all()
+    forget_aws_locks()  # no call: moto is gone by now, and the leases run out by themselves
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

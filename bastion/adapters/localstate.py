@@ -80,7 +80,34 @@ class GatewayFiles:
         login = keys.load_key(self.login_key).fingerprint if self.login_key.exists() else None
         admin = keys.load_key(self.admin_key).fingerprint if self.admin_key.exists() else None
         pinned = self.host_key_pub.read_text().strip() if self.host_key_pub.exists() else None
-        return LocalKeys(login, admin, pinned or None)
+        return LocalKeys(login, admin, pinned or None, self.missing_copies())
+
+    def _copies(self) -> dict[Path, Path]:
+        """Return each file that is a copy of another (what it is rewritten from)."""
+        return {
+            self.login_key.with_name(self.login_key.name + ".pub"): self.login_key,
+            self.admin_key.with_name(self.admin_key.name + ".pub"): self.admin_key,
+            self.known_hosts: self.host_key_pub,
+        }
+
+    def missing_copies(self) -> tuple[str, ...]:
+        """Name the files missing beside what they are made from (a full disk, a deletion)."""
+        return tuple(
+            c.name for c, source in self._copies().items() if source.exists() and not c.exists()
+        )
+
+    def restore_copies(self) -> list[str]:
+        """Rewrite each missing copy from its source; return `NAME from SOURCE` for each."""
+        restored = []
+        for copy, source in self._copies().items():
+            if not source.exists() or copy.exists():
+                continue
+            if source == self.host_key_pub:
+                self.pin_host_key(source.read_text())
+            else:
+                keys.write_public_text(copy, keys.load_key(source).public_line + "\n")
+            restored.append(f"{copy.name} from {source.name}")
+        return restored
 
     def record(self) -> GatewayRecord:
         """Return what ties an instance to this machine (a relaunch's staged instance too)."""

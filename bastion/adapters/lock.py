@@ -4,8 +4,9 @@ Every command that changes a gateway takes `<data>/<region>/<name>.lock` (flock,
 before its first AWS call and keeps it for the life of the process; the kernel drops it when
 the process ends, even on a crash or SIGKILL, so a lock is never left stale. A second command
 waits for it (the holder is named on stderr) and, past the wait, refuses with exit 8.
-Between machines, AWS itself arbitrates: see `usecases.shared.launch.UpHandlers.launch_instance`
-(the loser of a simultaneous launch withdraws its own).
+Between machines, the gateway's lock held in AWS (`usecases.shared.lease`, taken right after
+this one) keeps them apart; behind it, the loser of a simultaneous launch withdraws its own
+(`usecases.shared.launch.UpHandlers.launch_instance`).
 """
 
 from __future__ import annotations

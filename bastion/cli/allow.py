@@ -38,6 +38,10 @@ def allow(
             help="Revoke someone else's rule, or the last rule admitting your own IP.",
         ),
     ] = False,
+    wide: Annotated[
+        bool,
+        typer.Option("--wide", help="Permit a range wider than /24 (IPv4) or /56 (IPv6)."),
+    ] = False,
     dry_run: DryRunOpt = False,
     json_output: JsonOpt = False,
 ) -> None:
@@ -64,7 +68,14 @@ def allow(
         else:
             assert target is not None
             result = use.allow(
-                settings, deps, target, duration=for_, label=label, force=force, dry_run=dry_run
+                settings,
+                deps,
+                target,
+                duration=for_,
+                label=label,
+                force=force,
+                dry_run=dry_run,
+                wide=wide,
             )
         if json_output:
             emit_json(

@@ -24,7 +24,11 @@ def audit(
         typer.Option("--app-sg", help="App group [default: groups admitting the gateway]."),
     ] = None,
     db_sg: Annotated[
-        str | None, typer.Option("--db-sg", help="Database group: 3306/5432 only from the app.")
+        str | None,
+        typer.Option(
+            "--db-sg",
+            help="Database group: only the app [default: groups the app reaches on 3306/5432].",
+        ),
     ] = None,
     elb_sg: Annotated[
         str | None, typer.Option("--elb-sg", help="Load balancer group: app's only 80/443 source.")
@@ -66,6 +70,7 @@ def audit(
                     "fix_plan": plan_json(result.plan),
                     "fixed": [f.to_dict() for f in result.fixed],
                     "login_keys": result.login_keys,
+                    "serial_console_access": result.serial_console_access,
                     "dry_run": dry_run,
                 }
             )

@@ -136,6 +136,15 @@ def boundary() -> Iterator[None]:
             err=True,
         )
         raise typer.Exit(int(ExitStatus.ERROR)) from None
+    finally:
+        _release_aws_locks()
+
+
+def _release_aws_locks() -> None:
+    """Release the AWS locks the command took (a read-only command never loaded the module)."""
+    lease = sys.modules.get("bastion.usecases.shared.lease")
+    if lease is not None:
+        lease.release_aws_locks()
 
 
 def _report(exc: BastionError) -> None:

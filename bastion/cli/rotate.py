@@ -50,6 +50,14 @@ def rotate(
     ] = False,
     app_sg: AppSgOpt = None,
     instance: InstanceOpt = None,
+    instance_type: Annotated[
+        str | None,
+        typer.Option("--instance-type", help="With --relaunch: the new generation's EC2 type."),
+    ] = None,
+    image: Annotated[
+        str | None,
+        typer.Option("--image", help="With --relaunch: the new generation's image (as `up`)."),
+    ] = None,
     if_older_than: Annotated[
         str | None,
         typer.Option(
@@ -82,7 +90,19 @@ def rotate(
             raise UsageError(
                 "--host-key and --relaunch exclude each other; a relaunch makes new keys"
             )
-        settings = settings_for(ctx, name=name, reach=reach, app_sg=app_sg, wait_timeout=timeout)
+        if (instance_type or image) and not relaunch:
+            raise UsageError(
+                "--instance-type and --image need --relaunch: only a new instance changes them"
+            )
+        settings = settings_for(
+            ctx,
+            name=name,
+            reach=reach,
+            app_sg=app_sg,
+            wait_timeout=timeout,
+            instance_type=instance_type,
+            image=image,
+        )
         older = parse_age(if_older_than) if if_older_than is not None else None
         use_case = relaunch_gateway if relaunch else rotate_host_key if host_key else rotate_login
         result = use_case(settings, deps_for(ctx, json_output), dry_run, older, instance=instance)

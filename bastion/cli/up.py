@@ -28,6 +28,10 @@ def up(
         bool,
         typer.Option("--allow-anywhere", help="Permit 0.0.0.0/0 or ::/0 in --allow (dangerous)."),
     ] = False,
+    allow_wide: Annotated[
+        bool,
+        typer.Option("--allow-wide", help="Permit an --allow wider than /24 (IPv4) or /56 (IPv6)."),
+    ] = False,
     instance_type: Annotated[
         str | None, typer.Option("--instance-type", help="EC2 type [default: t3.micro].")
     ] = None,
@@ -76,6 +80,7 @@ def up(
             port=port,
             allow=tuple(allow or ()),
             allow_anywhere=allow_anywhere or None,
+            allow_wide=allow_wide or None,
             instance_type=instance_type,
             image=image,
             subnet=subnet,
@@ -84,7 +89,12 @@ def up(
             verify=False if no_verify else None,
             restrict_forwarding=restrict_forwarding or None,
         )
-        result = run_up(settings, deps_for(ctx, json_output), dry_run=dry_run, instance=instance)
+        asked = [
+            what for what, given in (("instance_type", instance_type), ("image", image)) if given
+        ]
+        result = run_up(
+            settings, deps_for(ctx, json_output), dry_run=dry_run, asked=asked, instance=instance
+        )
         if json_output:
             emit_json(
                 {

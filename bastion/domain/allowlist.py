@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from bastion.domain.cidr import coverage
 from bastion.domain.errors import ConflictError, NotFoundError, UsageError
 from bastion.domain.model import (
     LABEL_ME,
@@ -219,7 +220,17 @@ def plan_allow(
     until: datetime | None,
     force: bool = False,
 ) -> Plan:
-    """Plan adding (or renewing) one rule on the gateway port, after pruning expired ones."""
+    """Plan adding (or renewing) one rule on the gateway port, after pruning expired ones;
+    refuse one that, with the live rules there, would admit the whole Internet."""
+    live = [r for r in _port_rules(group, port) if not is_expired(r, now) and r.cidr != cidr]
+    if live and coverage([cidr, *(str(r.cidr) for r in live)]).world_open:
+        together = coverage([cidr, *(str(r.cidr) for r in live)]).describe()
+        raise UsageError(
+            f"{cidr} with the rules already on {group.group_id} ("
+            + ", ".join(f"{r.cidr} {r.label or r.rule_id}" for r in live)
+            + f") would open tcp/{port} to the whole Internet ({together}); "
+            "`bastion allow` never does that: allow narrower ranges"
+        )
     when = now.astimezone(UTC).strftime(WHEN_FORMAT)
     description = rule_description(label, operator, when, format_expiry(until) if until else None)
     same = [r for r in group.ingress if r.cidr == cidr and r.from_port == port == r.to_port]

@@ -88,11 +88,16 @@ def apply_plan(
                 journal({**entry, "phase": "failed", "error": str(exc)[:300]})
             done = [a for a in outcome.done if a.mutating]
             if isinstance(exc, BastionError) and done:
-                # Say what already changed, so a failure is never a silent half-done change.
+                # Say that something already changed, so a failure is never a silent half-done
+                # change; the steps themselves are in the journal and in the log (-v), so the
+                # one error line stays short.
+                exc.done_steps = [a.summary for a in done]
                 exc.message += (
-                    f" (done before the failure: {'; '.join(a.summary for a in done)}; "
-                    f"rerun `bastion {plan.command}` to finish)"
+                    f" ({len(done)} step(s) were done before it, listed in journal.jsonl and "
+                    f"with -v; rerun `bastion {plan.command}` to finish)"
                 )
+                for number, summary in enumerate(exc.done_steps, start=1):
+                    log.info("done before the failure (%d/%d): %s", number, len(done), summary)
             raise
         if journal and action.mutating:
             journal({**entry, "phase": "done"})

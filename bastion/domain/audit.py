@@ -8,7 +8,7 @@ its own gateway groups and instances) and never another rule; `--dry-run` shows 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -86,6 +86,10 @@ class Snapshot:
     key_pairs: tuple[KeyPairInfo, ...] = ()
     # Each running gateway's login keys, read over the admin channel, by instance id.
     login_keys: Mapping[str, LoginKeysReport] = field(default_factory=dict)
+    # Each gateway's user data as EC2 holds it (base64 decoded, maybe gzip'd), by instance id.
+    user_data: Mapping[str, bytes] = field(default_factory=dict)
+    # EC2 serial console access for the account (None: the region would not say).
+    serial_console_access: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -95,7 +99,8 @@ class Layout:
     gateway_groups: tuple[SecurityGroup, ...]
     current_gateway_ids: frozenset[str]
     app: tuple[SecurityGroup, ...]
-    db: SecurityGroup | None
+    # --db-sg, and groups the layout shows are the database's (see `infer_db_groups`).
+    dbs: tuple[SecurityGroup, ...]
     elb: SecurityGroup | None
     ports: tuple[int, ...]
 
@@ -145,23 +150,56 @@ def resolve_layout(snapshot: Snapshot, options: AuditOptions) -> Layout:
             newest[name] = g
     current |= {g.group_id for g in newest.values()}
     explicit_app = _find(snapshot, options.app_sg, "--app-sg")
+    db = _find(snapshot, options.db_sg, "--db-sg")
+    elb = _find(snapshot, options.elb_sg, "--elb-sg")
+    # A group admitting SSH from the gateway is an app group, unless named as another role.
+    named = {g.group_id for g in (db, elb) if g}
     inferred = [
         g
         for g in snapshot.groups
-        if g.group_id not in gateway_ids
+        if g.group_id not in gateway_ids | named
         and any(r.source_group in gateway_ids and r.admits_port(22) for r in g.ingress)
     ]
     app = ([explicit_app] if explicit_app else []) + [
         g for g in inferred if explicit_app is None or g.group_id != explicit_app.group_id
     ]
-    db = _find(snapshot, options.db_sg, "--db-sg")
-    elb = _find(snapshot, options.elb_sg, "--elb-sg")
     if (db or elb) and not app:
         raise UsageError(
             "no app group known to check --db-sg/--elb-sg against; pass --app-sg (id or name)"
         )
     ports = sorted({22, options.port, *(i.port for i in snapshot.gateways if i.port)})
-    return Layout(gateway_groups, frozenset(current), tuple(app), db, elb, tuple(ports))
+    dbs = ([db] if db else []) + [
+        g
+        for g in infer_db_groups(snapshot, app, gateway_ids)
+        if db is None or g.group_id != db.group_id
+    ]
+    return Layout(gateway_groups, frozenset(current), tuple(app), tuple(dbs), elb, tuple(ports))
+
+
+def infer_db_groups(
+    snapshot: Snapshot, app: Sequence[SecurityGroup], gateway_ids: set[str]
+) -> list[SecurityGroup]:
+    """Groups the layout shows are the database's: sg-app egresses to them on 3306/5432, or
+    they admit 3306/5432 from sg-app."""
+    app_ids = {g.group_id for g in app}
+    egress_to = {
+        r.source_group
+        for g in app
+        for r in g.egress
+        if r.source_group and any(r.admits_port(p) for p in DB_PORTS)
+    }
+    return [
+        g
+        for g in snapshot.groups
+        if g.group_id not in app_ids | gateway_ids
+        and (
+            g.group_id in egress_to
+            or any(
+                r.source_group in app_ids and any(r.admits_port(p) for p in DB_PORTS)
+                for r in g.ingress
+            )
+        )
+    ]
 
 
 def generation_of(group: SecurityGroup) -> int:

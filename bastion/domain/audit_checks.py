@@ -10,138 +10,26 @@ from datetime import datetime, timedelta
 
 from bastion.domain.allowlist import expired_rules, prune_actions
 from bastion.domain.audit import (
-    DB_PORTS,
     FAIL,
     WARN,
-    WEB_PORTS,
     AuditOptions,
     Finding,
     Layout,
     Snapshot,
     live_gateways,
-    manual_fix,
-    ports_of,
     resolve_layout,
-    revoke_own,
-    source_of,
 )
-from bastion.domain.cidr import is_world_open
-from bastion.domain.model import Action, IngressRule, InstanceInfo, Plan, SecurityGroup
+from bastion.domain.audit_network import (
+    check_app_ports,
+    check_app_ssh,
+    check_app_web,
+    check_db,
+    check_wide_sources,
+    check_world_open,
+)
+from bastion.domain.audit_userdata import check_user_data_secrets
+from bastion.domain.model import Action, InstanceInfo, Plan
 from bastion.domain.tags import TAG_INCIDENT, TAG_INCIDENT_STATE, TAG_KEY_FINGERPRINT, TAG_NAME
-
-
-def check_world_open(snapshot: Snapshot, layout: Layout) -> list[Finding]:
-    """SSH (22) or a gateway port reachable from 0.0.0.0/0 or ::/0, in any group."""
-    findings = []
-    for group in snapshot.groups:
-        for rule in group.ingress:
-            if not (rule.cidr and is_world_open(rule.cidr)):
-                continue
-            open_ports = [p for p in layout.ports if rule.admits_port(p)]
-            if not open_ports:
-                continue
-            action = revoke_own(group, rule)
-            findings.append(
-                Finding(
-                    "world-open-ssh",
-                    FAIL,
-                    group.group_id,
-                    f"{group.name} admits tcp/{','.join(map(str, open_ports))} from {rule.cidr} "
-                    f"(rule {rule.rule_id}): anyone on the Internet can try to log in",
-                    action.summary if action else manual_fix(group, rule),
-                    action,
-                )
-            )
-    return findings
-
-
-def check_app_ssh(snapshot: Snapshot, layout: Layout) -> list[Finding]:
-    """The app group admits SSH only from the current gateway group."""
-    findings = []
-    gateway_ids = {g.group_id for g in layout.gateway_groups}
-    for app in layout.app:
-        ssh = [r for r in app.ingress if r.admits_port(22)]
-        for rule in ssh:
-            if rule.source_group in layout.current_gateway_ids:
-                continue
-            if rule.source_group in gateway_ids:
-                what = f"an old gateway generation ({rule.source_group})"
-            elif rule.source_group:
-                what = f"group {rule.source_group}, which is not the gateway"
-            elif rule.cidr and rule.cidr.endswith(("/32", "/128")):
-                what = f"the address {rule.cidr}"
-            else:
-                what = f"the network {rule.cidr}"
-            action = revoke_own(app, rule)
-            findings.append(
-                Finding(
-                    "app-ssh-source",
-                    FAIL,
-                    app.group_id,
-                    f"{app.name} admits SSH from {what} (rule {rule.rule_id}); only the current "
-                    "gateway should",
-                    action.summary if action else manual_fix(app, rule),
-                    action,
-                )
-            )
-        if layout.current_gateway_ids and not any(
-            r.source_group in layout.current_gateway_ids for r in ssh
-        ):
-            findings.append(
-                Finding(
-                    "app-ssh-missing",
-                    WARN,
-                    app.group_id,
-                    f"{app.name} does not admit SSH from the current gateway group",
-                    f"run `bastion up --app-sg {app.group_id}`",
-                )
-            )
-    return findings
-
-
-def check_db(snapshot: Snapshot, layout: Layout) -> list[Finding]:
-    """The database group admits 3306/5432 only from the app group."""
-    if layout.db is None:
-        return []
-    app_ids = {g.group_id for g in layout.app}
-    return [
-        _finding_source(
-            "db-source",
-            layout.db,
-            rule,
-            f"{'/'.join(map(str, DB_PORTS))} only from the app group",
-        )
-        for rule in layout.db.ingress
-        if any(rule.admits_port(p) for p in DB_PORTS) and rule.source_group not in app_ids
-    ]
-
-
-def check_app_web(snapshot: Snapshot, layout: Layout) -> list[Finding]:
-    """The app group admits 80/443 only from the load balancer group (when --elb-sg is given)."""
-    if layout.elb is None:
-        return []
-    findings = []
-    for app in layout.app:
-        findings += [
-            _finding_source("app-web-source", app, rule, "80/443 only from the load balancer")
-            for rule in app.ingress
-            if any(rule.admits_port(p) for p in WEB_PORTS)
-            and rule.source_group != layout.elb.group_id
-        ]
-    return findings
-
-
-def _finding_source(check: str, group: SecurityGroup, rule: IngressRule, should: str) -> Finding:
-    action = revoke_own(group, rule)
-    return Finding(
-        check,
-        FAIL,
-        group.group_id,
-        f"{group.name} admits {ports_of(rule)} from {source_of(rule)} (rule {rule.rule_id}); it "
-        f"should admit {should}",
-        action.summary if action else manual_fix(group, rule),
-        action,
-    )
 
 
 def check_gateway_hosts(
@@ -329,6 +217,23 @@ def check_stale_groups(snapshot: Snapshot, layout: Layout) -> list[Finding]:
     return findings
 
 
+def check_serial_console(snapshot: Snapshot, layout: Layout) -> list[Finding]:
+    """EC2 serial console access is off for the account (it is a way in around sshd)."""
+    if not snapshot.serial_console_access:
+        return []
+    return [
+        Finding(
+            "serial-console-enabled",
+            FAIL,
+            "account",
+            "EC2 serial console access is enabled for this account and region: whoever may call "
+            "ec2-instance-connect:SendSerialConsoleSSHPublicKey reaches a gateway's console "
+            "without its security group or sshd",
+            "turn it off: `aws ec2 disable-serial-console-access` (bastion never needs it)",
+        )
+    ]
+
+
 Check = Callable[[Snapshot, Layout], list[Finding]]
 
 
@@ -337,9 +242,13 @@ def run_checks(snapshot: Snapshot, options: AuditOptions) -> list[Finding]:
     layout = resolve_layout(snapshot, options)
     checks: list[Check] = [
         check_world_open,
+        check_wide_sources,
         check_app_ssh,
+        check_app_ports,
         check_db,
         check_app_web,
+        check_user_data_secrets,
+        check_serial_console,
         lambda s, lay: check_gateway_hosts(s, lay, options.max_key_age),
         check_login_keys,
         check_expired_allow,

@@ -40,6 +40,8 @@ class BastionError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+        # What a plan had already changed when this failure stopped it (see apply_plan).
+        self.done_steps: list[str] = []
 
 
 class UsageError(BastionError):

@@ -125,6 +125,7 @@ class InstanceInfo:
     volume_ids: tuple[str, ...] = ()
     metadata_http_tokens: str | None = None
     instance_profile_arn: str | None = None
+    instance_type: str = ""
 
     @property
     def generation(self) -> int:
@@ -165,6 +166,8 @@ class LocalKeys:
     login_fingerprint: str | None
     admin_fingerprint: str | None
     pinned_host_key: str | None
+    # Files missing beside what they are copies of (e.g. login_ed25519.pub, known_hosts).
+    missing: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -122,6 +122,14 @@ def plan_up(
         actions.append(
             Action("create_admin_key", "make a new Ed25519 key-management key (local, 0600)")
         )
+    if local.missing:
+        actions.append(
+            Action(
+                "restore_local_copies",
+                f"rewrite {', '.join(local.missing)} (missing on this machine) from the files "
+                "they copy",
+            )
+        )
     if key is None:
         actions.append(
             Action(
@@ -258,7 +266,7 @@ def plan_up(
                 "run `bastion status` and check for tampering"
             )
     actions.append(Action("wait_running", "wait for the instance to be running", mutating=False))
-    if instance is None or local.pinned_host_key is None:
+    if instance is None:
         # The host key is the instance's own (none travels in user data): read from its
         # console through the EC2 API, never learned over the network.
         actions.append(
@@ -266,6 +274,15 @@ def plan_up(
                 "pin_host_key",
                 "pin the host key the instance prints on its console (GetConsoleOutput); "
                 "tag its fingerprint",
+            )
+        )
+    elif local.pinned_host_key is None:
+        actions.append(
+            Action(
+                "pin_host_key",
+                f"recover the missing host-key pin of {instance.instance_id} from its console "
+                "output (GetConsoleOutput), checked against its fingerprint tag",
+                {"recovery": True},
             )
         )
 
@@ -289,7 +306,7 @@ def plan_up(
         for r in admits:
             if r.source_group != group_ref:
                 warnings.append(
-                    f"{app.group_id} ({app.name}) also admits SSH from {_describe_rule(r)}; "
+                    f"{app.group_id} ({app.name}) also admits SSH ({_describe_rule(r)}); "
                     "only the gateway should"
                 )
     if spec.app_sg is None:

@@ -37,6 +37,7 @@ class Settings:
     app_sg: str | None = None
     allow: tuple[str, ...] = ()
     allow_anywhere: bool = False
+    allow_wide: bool = False
     instance_type: str = "t3.micro"
     image: str = "al2023"
     subnet: str | None = None

@@ -936,8 +936,8 @@ class GatewayInstance:
     private_ip: str = "172.31.0.10"
 
 
-def running_gateway_id(ec2: Any, name: str) -> str | None:
-    """Return the id of the gateway `name` running now: the newest generation, if any."""
+def running_gateway_ids(ec2: Any, name: str) -> list[str]:
+    """Return the ids of every running instance of gateway `name`, the newest generation first."""
     reservations = ec2.describe_instances(
         Filters=[
             {"Name": "tag:bastion:name", "Values": [name]},
@@ -946,11 +946,15 @@ def running_gateway_id(ec2: Any, name: str) -> str | None:
         ]
     )["Reservations"]
     instances = [i for r in reservations for i in r["Instances"]]
-    if not instances:
-        return None
     # A blue/green relaunch runs two for a while: the newer generation is the one served.
-    newest = max(instances, key=lambda i: (_generation(i), str(i.get("LaunchTime", ""))))
-    return str(newest["InstanceId"])
+    instances.sort(key=lambda i: (_generation(i), str(i.get("LaunchTime", ""))), reverse=True)
+    return [str(i["InstanceId"]) for i in instances]
+
+
+def running_gateway_id(ec2: Any, name: str) -> str | None:
+    """Return the id of the gateway `name` running now: the newest generation, if any."""
+    ids = running_gateway_ids(ec2, name)
+    return ids[0] if ids else None
 
 
 def running_gateway(ec2: Any, name: str) -> GatewayInstance | None:

@@ -1,4 +1,4 @@
-"""Stand in for EC2 booting gateways: serve, on one loopback port, the gateway running *now*.
+"""Stand in for EC2 booting gateways: serve every running one; one loopback port, the newest.
 
 For every running instance tagged as a bastion gateway in moto, a real sshd (LocalGateway) is
 started from the instance's own user data, so that `bastion --reach 127.0.0.1:PORT` reaches it
@@ -6,7 +6,9 @@ just as it would reach a booted instance through a port forward. The port is a s
 each new connection asks moto which gateway runs at that moment (the newest generation when a
 blue/green relaunch runs two) and is piped to that gateway's sshd. So a terminated gateway stops
 answering at once, and the next connection meets its replacement: there is no window in which
-the old host key answers for the new instance.
+the old host key answers for the new instance. Every running generation keeps its own sshd
+until moto no longer runs it, so sessions open through the old one last through a blue/green
+relaunch until the old instance is terminated, as on EC2.
 
 Each gateway is booted as soon as moto runs it (a watcher polls), not on the first connection:
 like a real instance, it makes its own host key and prints it on its console, which
@@ -28,7 +30,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bastion.testing.boot import running_gateway_id
+from bastion.testing.boot import running_gateway_id, running_gateway_ids
 from bastion.testing.console import publish
 from bastion.testing.local_gateway import LOOPBACK, LocalGateway
 
@@ -38,15 +40,24 @@ Target = tuple[str, int]
 def running_gateway(ec2: Any, name: str) -> tuple[str, str] | None:
     """Return (instance id, user data) of the newest running gateway `name` in moto."""
     instance_id = running_gateway_id(ec2, name)  # the boot watcher's choice, the same rule
-    if instance_id is None:
-        return None
+    return None if instance_id is None else (instance_id, user_data_of(ec2, instance_id))
+
+
+def user_data_of(ec2: Any, instance_id: str) -> str:
+    """Return an instance's user data as text (empty when it has none)."""
     attribute = ec2.describe_instance_attribute(InstanceId=instance_id, Attribute="userData")
     encoded = (attribute.get("UserData") or {}).get("Value", "")
-    return instance_id, base64.b64decode(encoded).decode() if encoded else ""
+    return base64.b64decode(encoded).decode() if encoded else ""
 
 
 class GatewayPool:
-    """The local sshd of each gateway instance, started on first use, stopped once it is gone."""
+    """The local sshd of each running gateway instance, booted when it runs, stopped when not.
+
+    Every running generation is served, as EC2 would run them: during a blue/green relaunch
+    the old one keeps its sshd (and the sessions open through it) while the new one boots
+    beside it; new connections to the router go to the newest (see `current`), and each
+    instance's own sshd port stays reachable directly (`serving`).
+    """
 
     def __init__(
         self,
@@ -63,24 +74,36 @@ class GatewayPool:
         self._booted: dict[str, LocalGateway] = {}
 
     def current(self) -> Target | None:
-        """Return where the gateway running now listens, booting it when it is new."""
+        """Return where the newest running gateway listens, after syncing the pool with moto."""
         with self._lock:
-            found = running_gateway(self._ec2, self._name)
-            for instance_id in [i for i in self._booted if not found or i != found[0]]:
-                self._log(f"stand-in: {instance_id} is no longer served; stopping its sshd")
+            running = running_gateway_ids(self._ec2, self._name)
+            for instance_id in [i for i in self._booted if i not in running]:
+                self._log(f"stand-in: {instance_id} is no longer running; stopping its sshd")
                 self._booted.pop(instance_id).stop()
-            if found is None or not found[1]:
+            for instance_id in running:
+                if instance_id not in self._booted:
+                    self._boot(instance_id)
+            served = [i for i in running if i in self._booted]
+            if not served:
                 return None
-            instance_id, user_data = found
-            if instance_id not in self._booted:
-                # With the key-management channel, so that `bastion rotate` works here too.
-                gateway = LocalGateway(user_data, install_keyctl=True).start()
-                self._booted[instance_id] = gateway
-                self._log(f"stand-in: {instance_id} boots as sshd on {LOOPBACK}:{gateway.port}")
-                if self._console_dir is not None:
-                    publish(self._console_dir, instance_id, gateway.console_text())
-            gateway = self._booted[instance_id]
+            gateway = self._booted[served[0]]
             return gateway.host, gateway.port
+
+    def serving(self) -> dict[str, Target]:
+        """Return where each booted instance's own sshd listens."""
+        with self._lock:
+            return {i: (g.host, g.port) for i, g in self._booted.items()}
+
+    def _boot(self, instance_id: str) -> None:
+        user_data = user_data_of(self._ec2, instance_id)
+        if not user_data:
+            return
+        # With the key-management channel, so that `bastion rotate` works here too.
+        gateway = LocalGateway(user_data, install_keyctl=True).start()
+        self._booted[instance_id] = gateway
+        self._log(f"stand-in: {instance_id} boots as sshd on {LOOPBACK}:{gateway.port}")
+        if self._console_dir is not None:
+            publish(self._console_dir, instance_id, gateway.console_text())
 
     def stop(self) -> None:
         """Stop every sshd this pool started."""

@@ -25,13 +25,14 @@ from bastion.domain.allowlist import (
     rule_view,
 )
 from bastion.domain.apply import apply_plan
-from bastion.domain.cidr import is_world_open, normalize_cidr
+from bastion.domain.cidr import is_world_open, normalize_cidr, refuse_world_open
 from bastion.domain.errors import CallerIpError, NotFoundError, UsageError
 from bastion.domain.model import LABEL_ME, Action, ObservedGateway, Plan, SecurityGroup
 from bastion.domain.settings import Settings
 from bastion.usecases.ports import Deps
 from bastion.usecases.shared.context import open_context
 from bastion.usecases.shared.inventory import observe
+from bastion.usecases.shared.lease import hold_aws_lock, holds_aws_lock
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +55,10 @@ def allow(
     label: str | None = None,
     force: bool = False,
     dry_run: bool = False,
+    wide: bool = False,
 ) -> AllowResult:
-    """Add (or renew) a rule letting `target` (a CIDR, or `me`) reach the gateway port."""
+    """Add (or renew) a rule letting `target` (a CIDR, or `me`) reach the gateway port; a
+    range wider than /24 (IPv4) or /56 (IPv6) needs `wide`."""
     lifetime = parse_duration(duration)
     if target.strip().lower() == LABEL_ME:
         cidr = detect_caller_cidr(deps.fetch)
@@ -74,6 +77,7 @@ def allow(
             f"{cidr} would open the gateway to the whole Internet; `bastion allow` never does "
             "that (see `bastion up --allow-anywhere`)"
         )
+    refuse_world_open([cidr], wide, "--wide", "")
     return _change(
         settings,
         deps,
@@ -141,14 +145,25 @@ PlanFor = Callable[[str, SecurityGroup, int, str, datetime], Plan]
 def _change(
     settings: Settings, deps: Deps, dry_run: bool, plan_for: PlanFor, missing_ok: bool = False
 ) -> AllowResult:
-    ctx = open_context(settings, deps, lock_for=None if dry_run else "allow")
-    observed = observe(ctx.aws, settings.name, None)
-    group = _require_group(settings, observed, missing_ok)
-    now = deps.clock.now()
+    ctx = open_context(settings, deps, lock_for=None if dry_run else "allow", aws_lock=False)
+
+    def planned() -> tuple[SecurityGroup | None, datetime, Plan]:
+        observed = observe(ctx.aws, settings.name, None)
+        group = _require_group(settings, observed, missing_ok)
+        now = deps.clock.now()
+        if group is None:
+            return None, now, Plan("allow", settings.name, ())
+        port = (observed.instance.port if observed.instance else None) or settings.port
+        return group, now, plan_for(settings.name, group, port, ctx.operator, now)
+
+    group, now, plan = planned()
+    if not dry_run and plan.changes and not holds_aws_lock(ctx):
+        # The AWS lock only to change something (a cron prune with nothing to do takes none);
+        # the plan is made again under it, as another machine may have changed the rules.
+        hold_aws_lock(ctx, deps, "allow")
+        group, now, plan = planned()
     if group is None:
         return AllowResult(Plan("allow", settings.name, ()), [], [], None)
-    port = (observed.instance.port if observed.instance else None) or settings.port
-    plan = plan_for(settings.name, group, port, ctx.operator, now)
     if dry_run or not plan.actions:
         rules = [rule_view(r, now, ctx.operator) for r in group.ingress]
         return AllowResult(plan, [], rules, group.group_id)

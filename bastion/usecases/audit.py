@@ -33,8 +33,9 @@ LoginKeysReader = Callable[
 
 
 def read_snapshot(aws: Cloud, now: datetime, login_keys: LoginKeysReader | None = None) -> Snapshot:
-    """Read groups, gateway instances, their volumes and login keys (five paginated reads);
-    with `login_keys`, also each gateway's authorized login keys over its admin channel."""
+    """Read groups, gateway instances, their volumes, login key pairs, the serial console
+    switch (five paginated reads) and each gateway's user data (one read a gateway); with
+    `login_keys`, also each gateway's authorized login keys over its admin channel."""
     groups = aws.groups.all_groups()
     gateways = aws.compute.all_gateway_instances()
     volumes = [v for i in gateways for v in i.volume_ids]
@@ -46,6 +47,8 @@ def read_snapshot(aws: Cloud, now: datetime, login_keys: LoginKeysReader | None 
         volumes_encrypted=aws.compute.volume_encryption(volumes),
         key_pairs=tuple(key_pairs),
         login_keys=login_keys(aws, gateways, key_pairs) if login_keys else {},
+        user_data={i.instance_id: aws.audit_reads.raw_user_data(i.instance_id) for i in gateways},
+        serial_console_access=aws.audit_reads.serial_console_access(),
     )
 
 
@@ -77,6 +80,8 @@ class AuditResult:
     fixed: list[Finding]
     # Each running gateway's authorized login keys (or why not read), by instance id.
     login_keys: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # EC2 serial console access for the account (None: the endpoint would not say).
+    serial_console_access: bool | None = None
 
     @property
     def failures(self) -> list[Finding]:
@@ -99,7 +104,7 @@ def audit(
     keys_seen = {iid: report.to_dict() for iid, report in snapshot.login_keys.items()}
     plan = fix_plan(findings)
     if not fix or dry_run or not plan.actions:
-        return AuditResult(findings, plan, [], [], keys_seen)
+        return AuditResult(findings, plan, [], [], keys_seen, snapshot.serial_console_access)
 
     def revoke(action: Action, results: dict[str, Any]) -> None:
         aws.groups.revoke(action.params["group_id"], action.params["rule_ids"], egress=False)
@@ -122,4 +127,4 @@ def audit(
     after = run_checks(
         replace(read_snapshot(aws, deps.clock.now()), login_keys=snapshot.login_keys), options
     )
-    return AuditResult(after, plan, outcome.done, fixed, keys_seen)
+    return AuditResult(after, plan, outcome.done, fixed, keys_seen, snapshot.serial_console_access)

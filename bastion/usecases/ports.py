@@ -8,11 +8,13 @@ clocks. A port is small on purpose: one per concern of the AWS adapter.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Any, Protocol
 
 from bastion.adapters.callerip import Fetch
 from bastion.domain.apply import Reporter
 from bastion.domain.clock import Clock
+from bastion.domain.lease import Lease
 from bastion.domain.model import (
     Action,
     Image,
@@ -125,6 +127,23 @@ class Evidence(Protocol):
     def console_screenshot(self, instance_id: str) -> bytes | None: ...
 
 
+class Locks(Protocol):
+    """Gateway locks held in AWS, so two machines never change one gateway at once."""
+
+    def take(self, lease: Lease, now: datetime) -> Lease | None: ...
+    def renew(self, lease: Lease) -> bool: ...
+    def release(self, lease: Lease) -> bool: ...
+    def break_lock(self, lease: Lease) -> Lease | None: ...
+    def read(self, gateway: str) -> Lease | None: ...
+
+
+class AuditReads(Protocol):
+    """What only the audit reads: raw user data, the account's serial console switch."""
+
+    def raw_user_data(self, instance_id: str) -> bytes: ...
+    def serial_console_access(self) -> bool | None: ...
+
+
 class Cloud(Protocol):
     """One account and region of AWS, split by concern."""
 
@@ -142,6 +161,10 @@ class Cloud(Protocol):
     def images(self) -> Images: ...
     @property
     def evidence(self) -> Evidence: ...
+    @property
+    def locks(self) -> Locks: ...
+    @property
+    def audit_reads(self) -> AuditReads: ...
     def caller_arn(self) -> str: ...
     def call_log(self) -> CallLog: ...
 

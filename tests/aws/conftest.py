@@ -78,11 +78,17 @@ class CallCounter:
 
     calls: Counter[str] = field(default_factory=Counter)
     sequence: list[str] = field(default_factory=list)
+    lock_calls: Counter[str] = field(default_factory=Counter)  # DynamoDB: the AWS lock
+    every_call: list[str] = field(default_factory=list)  # EC2 and lock calls, in order
 
     def attach(self, ec2: Ec2) -> None:
         ec2.on_call(self.record)
 
     def record(self, model: Any, **_: Any) -> None:
+        self.every_call.append(model.name)
+        if model.service_model.service_name == "dynamodb":
+            self.lock_calls[model.name] += 1
+            return
         self.calls[model.name] += 1
         self.sequence.append(model.name)
 
@@ -97,6 +103,8 @@ class CallCounter:
     def reset(self) -> None:
         self.calls.clear()
         self.sequence.clear()
+        self.lock_calls.clear()
+        self.every_call.clear()
 
 
 class FakeIp:

@@ -8,7 +8,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from botocore.awsrequest import AWSResponse
 
+from bastion.adapters.aws.client import Ec2
 from bastion.adapters.keys import fingerprint
 from bastion.domain.audit import AuditOptions
 from bastion.domain.clock import FakeClock
@@ -17,6 +19,7 @@ from bastion.usecases.audit import audit
 from bastion.usecases.up import up
 from bastion.wiring import Deps
 from tests.aws.conftest import CallCounter, make_settings
+from tests.faults import ec2_error
 
 
 @dataclass
@@ -134,6 +137,48 @@ BROKEN: list[tuple[str, Breakage, set[str]]] = [
     ),
     ("app ssh from a network", lambda s: s.ingress(s.app, 22, "10.0.0.0/8"), {"app-ssh-source"}),
     ("app ssh from another group", lambda s: s.ingress(s.app, 22, s.elb), {"app-ssh-source"}),
+    (
+        "gateway port from two halves of the Internet",
+        lambda s: (
+            s.ingress(s.gateway_group, 62222, "0.0.0.0/1"),
+            s.ingress(s.gateway_group, 62222, "128.0.0.0/1"),
+        ),
+        {"world-open-ssh"},
+    ),
+    (
+        "gateway port from two halves of public IPv6",
+        lambda s: (
+            s.ingress(s.gateway_group, 62222, "2000::/4"),
+            s.ingress(s.gateway_group, 62222, "3000::/4"),
+        ),
+        {"world-open-ssh"},
+    ),
+    (
+        "gateway port from a /8",
+        lambda s: s.ingress(s.gateway_group, 62222, "10.0.0.0/8"),
+        {"wide-source"},
+    ),
+    (
+        "gateway port from a public /16",
+        lambda s: s.ingress(s.gateway_group, 62222, "8.8.0.0/16"),
+        {"wide-source"},
+    ),
+    (
+        "8080 on the app group from the world",
+        lambda s: s.ingress(s.app, 8080, "0.0.0.0/0"),
+        {"app-port-other"},
+    ),
+    (
+        "8080 on the app group from the load balancer",
+        lambda s: s.ingress(s.app, 8080, s.elb),
+        {"app-port-other"},
+    ),
+    (
+        "ssh on the db group from the gateway",
+        lambda s: s.ingress(s.rds, 22, s.gateway_group),
+        {"db-source"},
+    ),
+    ("redis on the db group from the elb", lambda s: s.ingress(s.rds, 6379, s.elb), {"db-source"}),
     ("db from a network", lambda s: s.ingress(s.rds, 3306, "10.0.0.0/16"), {"db-source"}),
     ("postgres from the elb", lambda s: s.ingress(s.rds, 5432, s.elb), {"db-source"}),
     ("web from the world", lambda s: s.ingress(s.app, 443, "0.0.0.0/0"), {"app-web-source"}),
@@ -191,6 +236,93 @@ def test_each_breakage_is_found_and_fails_the_audit(
     result = audit(make_settings(), seed.deps, seed.options())
     assert {f.check for f in result.findings} == expected
     assert result.failures
+
+
+@pytest.mark.parametrize(
+    "options",
+    [AuditOptions(app_sg="sg-app", elb_sg="sg-elb"), AuditOptions()],
+    ids=["app-sg-only", "no-role-flags"],
+)
+def test_without_db_sg_the_database_is_found_from_the_app_and_checked(
+    seed: Seed, options: AuditOptions
+) -> None:
+    seed.ingress(seed.rds, 3306, "10.0.0.0/16")
+    findings = audit(make_settings(), seed.deps, options).findings
+    assert [(f.check, f.resource) for f in findings] == [("db-source", seed.rds)]
+
+
+PRIVATE_KEY = (
+    b"-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmU=\n"
+    b"-----END OPENSSH PRIVATE KEY-----\n"
+)
+
+
+@pytest.mark.parametrize("gzipped", [False, True], ids=["plain", "gzip"])
+def test_a_private_key_in_a_gateways_user_data_fails(seed: Seed, gzipped: bool) -> None:
+    import gzip
+
+    script = b"#!/bin/sh\ncat > /home/ops/.ssh/id_ed25519 <<'EOF'\n" + PRIVATE_KEY + b"EOF\n"
+    legacy = seed.launch_other_gateway(
+        UserData=gzip.compress(script) if gzipped else script,
+        BlockDeviceMappings=[
+            {"DeviceName": "/dev/xvda", "Ebs": {"VolumeSize": 8, "Encrypted": True}}
+        ],
+    )
+    findings = audit(make_settings(), seed.deps, seed.options()).findings
+    assert [(f.check, f.resource) for f in findings] == [("user-data-private-key", legacy)]
+
+
+def _serial_console(seed: Seed, answer: Callable[[Any], AWSResponse]) -> None:
+    """Answer GetSerialConsoleAccessStatus for the audit's client (moto has no such call)."""
+    attach_before = seed.deps.on_ec2
+
+    def attach(ec2: Ec2) -> None:
+        if attach_before:
+            attach_before(ec2)
+
+        def handle(request: Any = None, **_: Any) -> AWSResponse:
+            request.url = "https://serial-console.invalid/"  # keep in-process moto out of it
+            return answer(request)
+
+        ec2.ec2.meta.events.register_first("before-send.ec2.GetSerialConsoleAccessStatus", handle)
+
+    seed.deps.on_ec2 = attach
+
+
+def _serial_status(enabled: bool) -> Callable[[Any], AWSResponse]:
+    body = (
+        '<GetSerialConsoleAccessStatusResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">'
+        f"<requestId>serial-1</requestId><serialConsoleAccessEnabled>{str(enabled).lower()}"
+        "</serialConsoleAccessEnabled></GetSerialConsoleAccessStatusResponse>"
+    ).encode()
+    return lambda request: AWSResponse(request.url, 200, {}, _Body(body))
+
+
+class _Body:
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    def stream(self, **_: Any) -> Any:
+        yield self.body
+
+
+def test_serial_console_access_enabled_for_the_account_fails(seed: Seed) -> None:
+    _serial_console(seed, _serial_status(True))
+    findings = audit(make_settings(), seed.deps, seed.options()).findings
+    assert [(f.check, f.resource) for f in findings] == [("serial-console-enabled", "account")]
+    assert "disable-serial-console-access" in findings[0].fix
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [_serial_status(False), lambda request: ec2_error("InvalidAction", 400)],
+    ids=["disabled", "endpoint-without-the-call"],
+)
+def test_serial_console_disabled_or_unknown_passes(
+    seed: Seed, answer: Callable[[Any], AWSResponse]
+) -> None:
+    _serial_console(seed, answer)
+    assert audit(make_settings(), seed.deps, seed.options()).findings == []
 
 
 def test_a_gateway_with_an_instance_profile_fails(seed: Seed) -> None:
@@ -296,6 +428,8 @@ def test_fix_dry_run_shows_the_repairs_and_makes_none(seed: Seed, counter: CallC
 def test_the_audit_reads_the_region_in_a_few_calls(seed: Seed, counter: CallCounter) -> None:
     counter.reset()
     audit(make_settings(), seed.deps, seed.options())
+    # Six reads of the region, and one of user data per gateway (EC2 has no batch read).
+    assert counter.calls.pop("DescribeInstanceAttribute") == 1
     assert sum(counter.calls.values()) <= 6
     assert counter.mutating == {}
 

@@ -71,6 +71,7 @@ def test_restricting_a_gateway_launched_with_the_default_warns_it_stays_wider(
 
     up(make_settings(app_sg=app_sg, restrict_forwarding=True), deps)
 
-    (warning,) = [w for w in reporter.warnings if "permits forwarding" in w]
-    assert "permits forwarding to *:22;" in warning
-    assert f"only those ({address}:22) are reachable only after a relaunch" in warning
+    (warning,) = [w for w in reporter.warnings if "lets the login forward" in w]
+    assert "lets the login forward to port 22 of any host (*:22), not just the app" in warning
+    assert f"app hosts ({address}:22); the narrower list takes effect only at a relaunch" in warning
+    assert "only to any" not in warning and "only after" not in warning

@@ -171,7 +171,10 @@ def test_restrict_forwarding_warns_about_app_hosts_added_after_launch(
     reporter = RecordingReporter()
     deps.reporter = reporter
     up(settings, deps)
-    assert any(f"{late}:22 become reachable only after a relaunch" in w for w in reporter.warnings)
+    assert any(
+        f"so {late}:22 cannot be reached; the new list takes effect only at a relaunch" in w
+        for w in reporter.warnings
+    )
 
 
 @pytest.mark.parametrize("app_hosts", [False, True])

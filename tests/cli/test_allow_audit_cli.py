@@ -142,3 +142,81 @@ def test_a_bad_max_key_age_is_named_as_max_key_age_not_for(runner: CliRunner, de
     assert result.exit_code == ExitStatus.USAGE
     assert result.stderr.startswith("bastion: error: --max-key-age 'xyz' is not a duration;")
     assert "--for" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("cidr", "needle"),
+    [("10.0.0.0/8", "10.0.0.0/8 is wider than /24"), ("2600::/48", "2600::/48 is wider than /56")],
+)
+def test_allow_refuses_a_wide_range_without_wide_in_one_line(
+    runner: CliRunner, deps: Deps, gateway: str, counter: CallCounter, cidr: str, needle: str
+) -> None:
+    counter.reset()
+    result = invoke(runner, deps, "allow", cidr, "--label", "corp")
+    assert result.exit_code == ExitStatus.USAGE, result.stderr
+    assert needle in _error(result) and "--wide" in _error(result)
+    assert counter.mutating == {}
+
+
+def test_allow_refuses_the_half_that_completes_the_internet_even_with_wide(
+    runner: CliRunner, deps: Deps, gateway: str, counter: CallCounter
+) -> None:
+    first = invoke(runner, deps, "allow", "128.0.0.0/1", "--label", "hi", "--wide")
+    assert first.exit_code == 0, first.stderr
+    counter.reset()
+    result = invoke(runner, deps, "allow", "0.0.0.0/1", "--label", "lo", "--wide")
+    assert result.exit_code == ExitStatus.USAGE, result.stderr
+    assert "would open tcp/62222 to the whole Internet" in _error(result)
+    assert counter.mutating == {}
+
+
+def test_allow_with_wide_adds_the_range(runner: CliRunner, deps: Deps, gateway: str) -> None:
+    result = invoke(runner, deps, "allow", "10.0.0.0/8", "--label", "corp", "--wide", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert "10.0.0.0/8" in {r["cidr"] for r in json.loads(result.stdout)["rules"]}
+
+
+@pytest.mark.parametrize(
+    ("allow", "needle"),
+    [
+        (["0.0.0.0/1", "128.0.0.0/1"], "together would open the gateway to the whole Internet"),
+        (["2000::/4", "3000::/4"], "whole Internet"),
+        (["10.0.0.0/8"], "pass --allow-wide"),
+    ],
+)
+def test_up_refuses_allow_sets_covering_the_internet_or_too_wide(
+    runner: CliRunner, deps: Deps, app_sg: str, counter: CallCounter, allow: list[str], needle: str
+) -> None:
+    flags = [arg for cidr in allow for arg in ("--allow", cidr)]
+    result = invoke(runner, deps, "up", "--app-sg", app_sg, *flags)
+    assert result.exit_code == ExitStatus.USAGE, result.stderr
+    assert needle in _error(result)
+    assert counter.mutating == {}
+
+
+def test_up_with_allow_wide_opens_the_range(runner: CliRunner, deps: Deps, app_sg: str) -> None:
+    result = invoke(
+        runner, deps, "up", "--app-sg", app_sg, "--allow", "10.0.0.0/8", "--allow-wide", "--json"
+    )
+    assert result.exit_code == 0, result.stderr
+    assert [a["cidr"] for a in json.loads(result.stdout)["status"]["allowed"]] == ["10.0.0.0/8"]
+
+
+def test_audit_exits_nine_on_two_halves_of_the_internet(
+    runner: CliRunner, deps: Deps, gateway: str, ec2_client: Any
+) -> None:
+    ec2_client.authorize_security_group_ingress(
+        GroupId=gateway,
+        IpPermissions=[
+            {
+                "IpProtocol": "tcp",
+                "FromPort": 62222,
+                "ToPort": 62222,
+                "IpRanges": [{"CidrIp": "0.0.0.0/1"}, {"CidrIp": "128.0.0.0/1"}],
+            }
+        ],
+    )
+    result = invoke(runner, deps, "audit", "--json")
+    assert result.exit_code == ExitStatus.AUDIT_FAILED == 9, (result.stderr, result.exception)
+    (finding,) = json.loads(result.stdout)["findings"]
+    assert finding["id"] == "world-open-ssh" and "100% of public IPv4" in finding["message"]

@@ -110,3 +110,28 @@ def test_first_hour_mistakes_are_one_line_each_with_the_right_exit_code(moto: Mo
     Path(moto.env["HOME"], "file").write_text("")
     below = moto.bastion("up", BASTION_HOME=str(Path(moto.env["HOME"], "file", "bastion")))
     assert below.returncode == 1 and "not a folder" in _one_error(below)
+
+
+def test_an_endpoint_where_nothing_listens_fails_at_once_and_names_aws_endpoint_url(
+    moto: Moto,
+) -> None:
+    import time
+
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    started = time.monotonic()
+    result = moto.bastion("status", AWS_ENDPOINT_URL=url)
+    elapsed = time.monotonic() - started
+    line = _one_error(result)
+    assert result.returncode == 7
+    assert f"nothing answers at {url}" in line and "AWS_ENDPOINT_URL" in line, line
+    assert "--region" not in line
+    assert elapsed < 6, elapsed  # the start-up alone; retries with backoff took 7 to 16 s more
+
+
+def test_first_hour_wording_says_each_thing_once(moto: Moto) -> None:
+    anywhere = moto.bastion("up", "--allow", "0.0.0.0/0", "--allow-anywhere", "--dry-run")
+    assert anywhere.returncode == 0, anywhere.stderr
+    assert "bastion: warning: the gateway port will be reachable from 0.0.0.0/0" in anywhere.stderr
+    assert "warning: WARNING" not in anywhere.stderr
+    audit = moto.bastion("audit", "--fix", "--dry-run")
+    assert "gateway '*'" not in audit.stdout + audit.stderr

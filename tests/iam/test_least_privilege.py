@@ -18,6 +18,13 @@ from bastion.testing.iam import (
 )
 from tests.iam.conftest import LIFECYCLE, Step, World, make_world, run_step
 
+# Granted, but no lifecycle run by one operator calls them (tests/aws/test_aws_lock.py does).
+CALLED_BEYOND_THE_LIFECYCLE = {
+    "dynamodb:GetItem": "reading the lock another machine holds",
+    "dynamodb:UpdateItem": "renewing a lease during a long command",
+    "dynamodb:TagResource": "real DynamoDB checks it for CreateTable with Tags; moto does not",
+}
+
 DOCUMENTED = load_policy()
 # One action per command and per statement of the policy, for every run; set
 # BASTION_IAM_EVERY_ACTION=1 to take out each of the policy's actions in turn (about 10 minutes).
@@ -64,7 +71,14 @@ def test_the_whole_lifecycle_passes_holding_only_the_documented_policy() -> None
 def test_the_policy_lists_exactly_the_actions_the_lifecycle_calls() -> None:
     everything = {
         "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Action": ["ec2:*", "ssm:*"], "Resource": "*"}],
+        # Every service bastion may call, so that the lifecycle shows what it calls of each.
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": ["ec2:*", "ssm:*", "dynamodb:*", "kms:*"],
+                "Resource": "*",
+            }
+        ],
     }
     first_called_by: dict[str, str] = {}
     for world in make_world(everything):
@@ -76,7 +90,8 @@ def test_the_policy_lists_exactly_the_actions_the_lifecycle_calls() -> None:
                 first_called_by.setdefault(action, shlex.join(step.args))
         called = world.recorder.called
     documented = policy_actions(DOCUMENTED)
-    missing, unused = sorted(called - documented), sorted(documented - called)
+    beyond = set(CALLED_BEYOND_THE_LIFECYCLE)
+    missing, unused = sorted(called - documented), sorted(documented - called - beyond)
     assert not missing, (
         "the lifecycle called "
         + ", ".join(f"{a} (`bastion {first_called_by[a]}`)" for a in missing)
@@ -90,7 +105,12 @@ def test_the_policy_lists_exactly_the_actions_the_lifecycle_calls() -> None:
     assert not documented & NEEDS_NO_PERMISSION
 
 
-@pytest.mark.parametrize("action", sorted(policy_actions(DOCUMENTED)) if EVERY else REPRESENTATIVE)
+@pytest.mark.parametrize(
+    "action",
+    sorted(policy_actions(DOCUMENTED) - set(CALLED_BEYOND_THE_LIFECYCLE))
+    if EVERY
+    else REPRESENTATIVE,
+)
 def test_without_an_action_the_first_command_needing_it_fails_with_exit_4_naming_it(
     action: str,
 ) -> None:

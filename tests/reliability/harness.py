@@ -106,7 +106,9 @@ class World:
         def on_ec2(ec2: Ec2) -> None:
             ec2.on_call(
                 lambda model, **_: (
-                    self.mutating.append(model.name) if is_mutating(model.name) else None
+                    self.mutating.append(model.name)
+                    if is_mutating(model.name) and model.service_model.service_name == "ec2"
+                    else None
                 )
             )
             self.consoles.attach(ec2)

@@ -154,7 +154,7 @@ def test_other_ssh_sources_on_the_app_group_are_reported() -> None:
         ),
     )
     plan = plan_up(SPEC, replace(observed, app_group=app), LOCAL, NET, WHEN)
-    assert any("also admits SSH from tcp/22 from 0.0.0.0/0" in w for w in plan.warnings)
+    assert any("also admits SSH (tcp/22 from 0.0.0.0/0)" in w for w in plan.warnings)
 
 
 def test_missing_local_key_for_an_existing_gateway_is_a_conflict() -> None:

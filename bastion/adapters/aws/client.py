@@ -14,12 +14,14 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from bastion.adapters.aws.audit_reads import AuditReads
 from bastion.adapters.aws.compute import Compute
 from bastion.adapters.aws.errors import translated
 from bastion.adapters.aws.evidence import Evidence
 from bastion.adapters.aws.keypairs import Images, KeyPairs
+from bastion.adapters.aws.lock import DynamoLocks
 from bastion.adapters.aws.network import Network
 from bastion.adapters.aws.security_groups import SecurityGroups
 from bastion.domain.errors import UsageError
@@ -30,6 +32,8 @@ if TYPE_CHECKING:
     import boto3
     from mypy_boto3_ec2 import EC2Client
     from mypy_boto3_ssm import SSMClient
+
+T = TypeVar("T")
 
 SessionFactory = Callable[[str | None, str | None], "boto3.Session"]
 """Make a boto3 session from a profile and a region (`make_session`, or a test's)."""
@@ -72,6 +76,58 @@ def _endpoint_checked() -> Iterator[None]:
         ) from exc
 
 
+# Throttling and 5xx answers are retried (botocore's standard mode, up to 8 attempts); a
+# connection that times out is tried twice; one that is refused, or a name that does not
+# resolve, is not retried at all: nothing listens there, and waiting will not change that.
+MAX_ATTEMPTS = 8
+CONNECT_TIMEOUT_S = 5
+CONNECT_TIMEOUT_ATTEMPTS = 2
+
+
+def nothing_listens(exc: BaseException) -> bool:
+    """Tell whether a failed AWS call was refused or its host unknown (no retry will help)."""
+    import socket
+
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, ConnectionRefusedError | socket.gaierror):
+            return True
+        inner = getattr(current, "kwargs", {}).get("error")
+        pending += [current.__cause__, current.__context__]
+        if isinstance(inner, BaseException):
+            pending.append(inner)
+    return False
+
+
+def fail_fast_on_connection_errors(
+    caught_exception: BaseException | None = None, attempts: int = 1, **_: Any
+) -> None:
+    """Stop botocore retrying a connection nothing answers (a `needs-retry` handler).
+
+    Raising here ends the call with the connection error itself, before the retry handler
+    (registered after this one) would sleep and try again.
+    """
+    from botocore.exceptions import ConnectTimeoutError
+
+    if caught_exception is None:
+        return
+    if nothing_listens(caught_exception):
+        raise caught_exception
+    if isinstance(caught_exception, ConnectTimeoutError) and attempts >= CONNECT_TIMEOUT_ATTEMPTS:
+        raise caught_exception
+
+
+def _failing_fast(client: T) -> T:
+    """Register `fail_fast_on_connection_errors` on `client` (before its retry handler)."""
+    client.meta.events.register_first("needs-retry", fail_fast_on_connection_errors)  # type: ignore[attr-defined]
+    return client
+
+
 def _ec2_client(session: boto3.Session, config: Any) -> EC2Client:
     """Make the EC2 client from the cut model when cached (a third of the time), else in full."""
     from botocore.exceptions import DataNotFoundError
@@ -90,14 +146,17 @@ def _ec2_client(session: boto3.Session, config: Any) -> EC2Client:
 
 
 class Ec2:
-    """EC2, SSM and STS for one account and region, split by concern."""
+    """EC2, SSM, STS and DynamoDB (the lock) for one account and region, split by concern."""
 
     def __init__(self, session: boto3.Session) -> None:
         from botocore.config import Config
 
-        config = Config(retries={"mode": "standard", "max_attempts": 8}, connect_timeout=10)
+        config = Config(
+            retries={"mode": "standard", "max_attempts": MAX_ATTEMPTS},
+            connect_timeout=CONNECT_TIMEOUT_S,
+        )
         with translated("creating AWS clients"), _endpoint_checked():
-            self.ec2: EC2Client = _ec2_client(session, config)
+            self.ec2: EC2Client = _failing_fast(_ec2_client(session, config))
         self._session, self._config = session, config
         self.region: str = session.region_name or ""
         self.compute = Compute(self.ec2)
@@ -106,17 +165,29 @@ class Ec2:
         self.key_pairs = KeyPairs(self.ec2)
         self.images = Images(self.ec2, lambda: self.ssm, self.region)
         self.evidence = Evidence(self.ec2)
+        self.locks = DynamoLocks(lambda: self.dynamodb)
+        self._call_handlers: list[Callable[..., Any]] = []
+        self.audit_reads = AuditReads(self.ec2)
 
     @functools.cached_property
     def ssm(self) -> SSMClient:
         """Return the SSM client, made on first use (only image lookups need it)."""
         with translated("creating the SSM client"), _endpoint_checked():
-            return self._session.client("ssm", config=self._config)
+            return _failing_fast(self._session.client("ssm", config=self._config))
+
+    @functools.cached_property
+    def dynamodb(self) -> Any:
+        """Return the DynamoDB client, made on first use (only the gateway lock needs it)."""
+        with translated("creating the DynamoDB client"), _endpoint_checked():
+            client = self._session.client("dynamodb", config=self._config)
+        for handler in self._call_handlers:
+            client.meta.events.register("before-call.dynamodb.*", handler)
+        return client
 
     @functools.cached_property
     def _sts(self) -> Any:
         with translated("creating the STS client"), _endpoint_checked():
-            return self._session.client("sts", config=self._config)
+            return _failing_fast(self._session.client("sts", config=self._config))
 
     def call_log(self) -> CallLog:
         """Start recording every EC2 call (operation and AWS request id); return the live list."""
@@ -140,8 +211,11 @@ class Ec2:
         return collected
 
     def on_call(self, handler: Callable[..., Any]) -> None:
-        """Register `handler(model=...)` before each EC2 call, e.g. to count calls."""
+        """Register `handler(model=...)` before each EC2 (and lock) call, e.g. to count calls."""
         self.ec2.meta.events.register("before-call.ec2.*", handler)
+        self._call_handlers.append(handler)
+        if "dynamodb" in self.__dict__:
+            self.dynamodb.meta.events.register("before-call.dynamodb.*", handler)
 
     def caller_arn(self) -> str:
         """Return the ARN of the caller; fails early when credentials are missing."""

@@ -90,6 +90,7 @@ class Compute:
                             ),
                             metadata_http_tokens=(i.get("MetadataOptions") or {}).get("HttpTokens"),
                             instance_profile_arn=(i.get("IamInstanceProfile") or {}).get("Arn"),
+                            instance_type=i.get("InstanceType", ""),
                         )
                     )
         return result

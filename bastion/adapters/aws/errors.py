@@ -67,6 +67,7 @@ def translated(doing: str, service: str = "ec2") -> Iterator[None]:
     from botocore.exceptions import (
         BotoCoreError,
         ClientError,
+        ConnectTimeoutError,
         EndpointConnectionError,
         NoCredentialsError,
         NoRegionError,
@@ -106,9 +107,25 @@ def translated(doing: str, service: str = "ec2") -> Iterator[None]:
         raise AwsAuthError(f"{exc}; list profiles with `aws configure list-profiles`") from exc
     except NoRegionError as exc:
         raise UsageError("no AWS region set; pass --region or set AWS_REGION") from exc
-    except EndpointConnectionError as exc:
-        raise AwsError(
-            f"{doing}: cannot reach AWS ({exc}); check the network and --region"
-        ) from exc
+    except (EndpointConnectionError, ConnectTimeoutError) as exc:
+        raise AwsError(f"{doing}: {unreachable_hint(exc)}") from exc
     except BotoCoreError as exc:
         raise AwsError(f"{doing}: {exc}") from exc
+
+
+# Where botocore takes an endpoint override from (the service's own variable first).
+ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_EC2", "AWS_ENDPOINT_URL_STS", "AWS_ENDPOINT_URL_SSM")
+
+
+def unreachable_hint(exc: Exception) -> str:
+    """Say that AWS could not be reached, naming the endpoint override when one is set."""
+    import os
+
+    url = getattr(exc, "kwargs", {}).get("endpoint_url") or "the AWS endpoint"
+    variables = [v for v in (*ENDPOINT_VARIABLES, "AWS_ENDPOINT_URL") if os.environ.get(v)]
+    if variables:
+        return (
+            f"nothing answers at {url}, which {variables[0]} names; start that endpoint, "
+            f"or fix or unset {variables[0]} to use AWS"
+        )
+    return f"cannot reach {url}; check the network (and a proxy) and --region"

@@ -40,6 +40,7 @@ from bastion.usecases.burn.state import BurnState
 from bastion.usecases.ports import Deps
 from bastion.usecases.shared.context import Context, allowed_cidrs, open_context
 from bastion.usecases.shared.identity import gateway_candidates, identify
+from bastion.usecases.shared.lease import break_lock
 
 log = logging.getLogger(__name__)
 
@@ -83,11 +84,13 @@ def burn(
     if relaunch and settings.allow:
         allowed_cidrs(settings, deps)  # a bad --allow fails now, not after the gateway is gone
     # Who is burning is asked of STS after containment: nothing slow comes before it.
+    # The AWS lock is never waited for: containment first, then burn breaks it (see below).
     ctx = open_context(
         settings,
         deps,
         lock_for=None if dry_run else "burn",
         identify=False,
+        aws_lock=False,
         chosen_instance=instance_id,
         without_keys=without_keys,
     )
@@ -155,6 +158,7 @@ def burn(
     run.batch([[s for s in contain if s in chain] for chain in CONTAIN_CHAINS])
     if not incident.operator:
         incident.operator = ctx.operator
+    _take_lock_after_containment(ctx, deps, run)
     incident.timings.setdefault("startup_s", _seconds(started, invoked))
     for step in todo:
         if step not in CONTAIN:
@@ -167,6 +171,27 @@ def burn(
     run.save()
     has_eip = bool(incident.containment.get("elastic_ips"))
     return BurnResult(incident, record_path, _shown(todo, has_eip), False)
+
+
+def _take_lock_after_containment(ctx: Context, deps: Deps, run: BurnRun) -> None:
+    """Break any other holder's AWS lock, on the record: it stops before its next step."""
+    broken = break_lock(ctx, deps, "burn")
+    if broken is None:
+        return
+    run.journal(
+        {
+            "step": "lock",
+            "phase": "broken",
+            "holder": broken.holder,
+            "command": broken.command,
+            "since": broken.since.isoformat(),
+            "lease_expires": broken.expires.isoformat(),
+        }
+    )
+    deps.reporter.warn(
+        f"burn took the lock on gateway {ctx.settings.name!r} from {broken.describe()}, "
+        "after containment; that command stops before its next step"
+    )
 
 
 def _shown(steps: list[str], has_eip: bool) -> list[str]:

@@ -299,16 +299,28 @@ def stale_permit_open(aws: Cloud, instance: InstanceInfo, wanted: tuple[str, ...
     loose = [c for c in current or ("*:*",) if c not in wanted]
     if not missing and not loose:
         return None
-    problem = (
-        f"{', '.join(missing)} become reachable"
-        if missing
-        else f"only those ({', '.join(wanted)}) are reachable"
+    relaunch = (
+        "takes effect only at a relaunch (`bastion burn`, or `bastion down` then "
+        "`bastion up --restrict-forwarding`)"
     )
+    reach = ", ".join(_describe_permit(c) for c in current or ("*:*",))
+    if missing:
+        return (
+            f"the running gateway {instance.instance_id} lets the login forward only to {reach}, "
+            f"so {', '.join(missing)} cannot be reached; the new list {relaunch}"
+        )
     return (
-        f"the running gateway {instance.instance_id} permits forwarding to "
-        f"{' '.join(current) or 'any host and port'}; {problem} only after "
-        "a relaunch (`bastion burn`, or `bastion down` then `bastion up --restrict-forwarding`)"
+        f"the running gateway {instance.instance_id} lets the login forward to {reach}, not just "
+        f"the app hosts ({', '.join(wanted) or 'none run'}); the narrower list {relaunch}"
     )
+
+
+def _describe_permit(entry: str) -> str:
+    """Say what one PermitOpen entry lets through, in words (`*:22`: port 22 of any host)."""
+    host, _, port = entry.rpartition(":")
+    if host == "*":
+        return "any host and port" if port == "*" else f"port {port} of any host ({entry})"
+    return f"any port of {host}" if port == "*" else entry
 
 
 def _permits(rule: str, target: str) -> bool:

@@ -11,8 +11,8 @@ from typing import Any
 from bastion.adapters.callerip import detect_caller_cidr
 from bastion.adapters.localstate import GatewayFiles, append_private
 from bastion.domain.apply import json_line
-from bastion.domain.cidr import is_world_open, normalize_cidr
-from bastion.domain.errors import SshError, UsageError
+from bastion.domain.cidr import coverage, normalize_cidr, refuse_world_open
+from bastion.domain.errors import SshError
 from bastion.domain.model import InstanceInfo, ObservedGateway
 from bastion.domain.settings import Settings
 from bastion.usecases.ports import Cloud, Deps
@@ -47,11 +47,14 @@ def open_context(
     identify: bool = True,
     chosen_instance: str | None = None,
     without_keys: bool = False,
+    aws_lock: bool = True,
 ) -> Context:
     """Connect, identify the caller and locate the gateway's local folder.
 
     `lock_for` names a command that will change the gateway: it then holds the gateway's lock
-    (see adapters.lock) before any AWS call, so two bastions on this machine never interleave.
+    (see adapters.lock) before any AWS call, so two bastions on this machine never interleave,
+    and then its lock in AWS (see shared.lease), so two machines do not either. `aws_lock=False`
+    leaves that one to the caller (`up` takes it only to apply, `burn` after containment).
     `identify=False` leaves the caller's identity (an STS call) until it is first needed.
     """
     aws = deps.aws(settings)
@@ -70,6 +73,10 @@ def open_context(
     context = Context(settings, aws, files, None, chosen_instance, without_keys)
     if identify:
         context.operator  # noqa: B018  (missing credentials fail here, before anything else)
+    if lock_for is not None and aws_lock:
+        from bastion.usecases.shared.lease import hold_aws_lock
+
+        hold_aws_lock(context, deps, lock_for)
     return context
 
 
@@ -79,17 +86,14 @@ def allowed_cidrs(settings: Settings, deps: Deps) -> tuple[str, ...]:
         cidrs = tuple(dict.fromkeys(normalize_cidr(c) for c in settings.allow))
     else:
         cidrs = (detect_caller_cidr(deps.fetch),)
-    open_to_all = [c for c in cidrs if is_world_open(c)]
-    if open_to_all and not settings.allow_anywhere:
-        raise UsageError(
-            f"{open_to_all[0]} would open the gateway to the whole Internet; pass your own "
-            "IP instead, or add --allow-anywhere if you really mean it"
-        )
-    if open_to_all:
-        deps.reporter.warn(
-            f"WARNING: the gateway port will be reachable from {', '.join(open_to_all)} "
-            "(--allow-anywhere); anyone can try to log in"
-        )
+    if settings.allow_anywhere:
+        if coverage(cidrs).world_open:
+            deps.reporter.warn(
+                f"the gateway port will be reachable from {', '.join(cidrs)} "
+                "(--allow-anywhere); anyone can try to log in"
+            )
+        return cidrs
+    refuse_world_open(cidrs, settings.allow_wide, "--allow-wide", "--allow-anywhere")
     return cidrs
 
 

@@ -32,7 +32,7 @@ from bastion.domain.tags import (
     key_pair_name,
 )
 from bastion.usecases.ports import Deps
-from bastion.usecases.shared.context import Context
+from bastion.usecases.shared.context import Context, journal_for
 from bastion.usecases.shared.hostkey import booted_lately, pin_from_console
 from bastion.usecases.shared.verify import verify_gateway
 
@@ -79,6 +79,7 @@ class UpHandlers:
             "start_instance": self.start_instance,
             "wait_running": self.wait_running,
             "pin_host_key": self.pin_host_key,
+            "restore_local_copies": self.restore_local_copies,
             "authorize_app_ssh": self.authorize_app_ssh,
             "verify": self.verify,
         }
@@ -258,8 +259,18 @@ class UpHandlers:
         )
         public = pin_from_console(self.ctx, self.deps, self.instance, wait=booting)
         results["pinned host key"] = fingerprint(public)
+        if action.params.get("recovery"):
+            report_pin_recovery(self.ctx, self.deps, self.instance.instance_id, public)
         if TAG_HOST_KEY_FINGERPRINT not in self.instance.tags:
             self.instance = self.ctx.aws.compute.instance(self.instance.instance_id)
+
+    def restore_local_copies(self, action: Action, results: dict[str, Any]) -> None:
+        """Rewrite local files found missing beside what they copy; say which."""
+        restored = self.ctx.files.restore_copies()
+        if restored:
+            self.deps.reporter.warn(
+                f"rewrote what was missing on this machine: {', '.join(restored)}"
+            )
 
     def authorize_app_ssh(self, action: Action, results: dict[str, Any]) -> None:
         """Let the gateway group reach sg-app on tcp/22."""
@@ -276,3 +287,22 @@ class UpHandlers:
         )
         # It answered with the pinned host key: ours, whatever its tags say later.
         self.ctx.files.record_instances({self.instance.instance_id})
+
+
+def report_pin_recovery(ctx: Context, deps: Deps, instance_id: str, public: str) -> None:
+    """Say (and journal) that a lost host-key pin was recovered: when, from what, which key."""
+    when = deps.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ")
+    source = f"the console output of {instance_id} (GetConsoleOutput)"
+    journal_for(ctx.files)(
+        {
+            "kind": "pin_recovered",
+            "at": when,
+            "instance_id": instance_id,
+            "source": source,
+            "fingerprint": fingerprint(public),
+        }
+    )
+    deps.reporter.warn(
+        f"the host-key pin of {instance_id} was missing on this machine; recovered it at {when} "
+        f"from {source} (fingerprint {fingerprint(public)})"
+    )

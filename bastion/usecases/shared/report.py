@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import json
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from bastion.adapters import keys
@@ -92,6 +95,14 @@ def gateway_report(
         drift.append("a relaunch is half done; run `bastion rotate --relaunch` to finish it")
     if observed.exists and local.login_fingerprint is None:
         drift.append("the login key is not on this machine")
+    if instance is not None and local.pinned_host_key is None:
+        drift.append(
+            f"the host-key pin ({ctx.files.host_key_pub.name}) is missing on this machine, so "
+            f"ssh cannot check {instance.instance_id}; run `bastion up` to recover it from the "
+            "instance's console output"
+        )
+    for name in local.missing:
+        drift.append(f"{name} is missing on this machine; run `bastion up` to rewrite it")
     app = observed.app_group
     app_sources: list[dict[str, Any]] = []
     if app is not None:
@@ -143,6 +154,9 @@ def gateway_report(
         "host_key_fingerprint": keys.fingerprint(local.pinned_host_key)
         if local.pinned_host_key
         else (instance.tags.get(TAG_HOST_KEY_FINGERPRINT) if instance else None),
+        "host_key_pinned": local.pinned_host_key is not None,
+        "host_key_recovered": last_pin_recovery(ctx.files.journal),
+        "missing_local_files": list(local.missing),
         "key_created_at": instance.tags.get(TAG_CREATED_AT) if instance else None,
         "login_key_age_days": age(key.created_at) if key else None,
         "host_key_age_days": age(tag_time(instance, TAG_HOST_KEY_CREATED_AT)) if instance else None,
@@ -155,3 +169,15 @@ def gateway_report(
         "incidents": incidents,
         "drift": drift,
     }
+
+
+def last_pin_recovery(journal: Path) -> dict[str, Any] | None:
+    """Return the journal's last recovery of a lost host-key pin (when, from what), if any."""
+    if not journal.exists():
+        return None
+    found = None
+    for line in journal.read_text(encoding="utf-8", errors="replace").splitlines():
+        if '"pin_recovered"' in line:
+            with contextlib.suppress(ValueError):
+                found = json.loads(line)
+    return found
