@@ -84,6 +84,9 @@ def layout(deps: Deps, ec2_client: Any, app_sg: str) -> dict[str, str]:
         ImageId="ami-12c6146b", MinCount=1, MaxCount=1, SecurityGroupIds=[app_sg]
     )["Instances"][0]["InstanceId"]
     ec2_client.modify_instance_attribute(InstanceId=app, DisableApiTermination={"Value": True})
+    from bastion.usecases.shared.lease import release_aws_locks
+
+    release_aws_locks()  # the `up` process has ended (and with it its lock in AWS)
     return {"gateway": status["instance"]["id"], "app": app, "rds": rds, "app_sg": app_sg}
 
 
