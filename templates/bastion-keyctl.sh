@@ -13,6 +13,8 @@
 #                                 request) as the second HostKey file, then reload sshd
 #   activate-host-key SHA256:FP   swap the staged key into first place (sshd presents it), reload
 #   remove-host-key SHA256:FP     delete the staged key and reload; the active key is never removed
+#   set-revoked-keys              replace sshd's RevokedKeys KRL with the base64 KRL on stdin
+#   cert-log                      print sshd's log lines of certificate logins and disconnects
 # Exit codes: 0 ok, 1 error, 2 bad request, 3 key not found, 8 would remove the last/active key.
 set -eu
 umask 022
@@ -30,6 +32,7 @@ staged_key="$host_key.next"
 staged_conf_dir=${BASTION_KEYCTL_STAGED_CONF_DIR:-{{ staged_host_key_config_dir }}}
 staged_conf="$staged_conf_dir/staged-host-key.conf"
 pid_file=${BASTION_KEYCTL_PID_FILE:-{{ pid_file }}}
+revoked_keys=${BASTION_KEYCTL_REVOKED_KEYS:-{{ revoked_keys }}}
 # Where sshd logs (LogLevel VERBOSE names the key of every accepted login): empty means the
 # journal, else a file of bare sshd messages (`sshd -E FILE`, as the loopback stand-in logs).
 sshd_log=${BASTION_KEYCTL_SSHD_LOG:-}
@@ -328,7 +331,30 @@ remove-host-key)
     reload_sshd
     printf 'removed %s\n' "$1"
     ;;
+set-revoked-keys)
+    [ $# -eq 0 ] || die 2 "usage: set-revoked-keys (the base64 KRL on stdin)"
+    tmp=$(mktemp "$revoked_keys.XXXXXX")
+    trap 'rm -f "$tmp"' EXIT
+    base64 -d >"$tmp" 2>/dev/null || die 2 "the KRL on stdin is not base64"
+    # sshd refuses every key when RevokedKeys is unreadable: only a KRL ssh-keygen reads goes in.
+    if [ -s "$tmp" ]; then ssh-keygen -Q -l -f "$tmp" >/dev/null 2>&1 || die 2 "stdin is not a KRL (ssh-keygen -k)"; fi
+    chmod 0644 "$tmp"
+    mv -f "$tmp" "$revoked_keys"
+    trap - EXIT
+    printf 'revoked keys replaced (%s bytes)\n' "$(wc -c <"$revoked_keys")"
+    ;;
+cert-log)
+    [ $# -eq 0 ] || die 2 "usage: cert-log"
+    # Whole messages only (a user name cannot start a line): a bare log line, or the journal's
+    # "TIME HOST sshd[PID]: " before it.
+    journal_prefix='[0-9T:.+-]+ [^ ]+ sshd(-session|-auth)?\[[0-9]+\]: '
+    if [ -n "$sshd_log" ]; then
+        cat -- "$sshd_log" 2>/dev/null || true
+    else
+        journalctl -q -o short-iso --no-pager _COMM=sshd _COMM=sshd-session _COMM=sshd-auth 2>/dev/null || true
+    fi | tr -d '\r' | grep -E -e "^($journal_prefix)?Accepted publickey for [^ ]+ from [^ ]+ port [0-9]+ ssh2: [^ ]+-CERT " -e "^($journal_prefix)?(Disconnected from|Connection closed by|Received disconnect from) " || true
+    ;;
 *)
-    die 2 "unknown request '${verb}'; use list, add-login, remove-login, sessions, end-sessions, list-host-keys, add-host-key, activate-host-key or remove-host-key"
+    die 2 "unknown request '${verb}'; use list, add-login, remove-login, sessions, end-sessions, list-host-keys, add-host-key, activate-host-key, remove-host-key, set-revoked-keys or cert-log"
     ;;
 esac

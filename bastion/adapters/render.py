@@ -60,6 +60,12 @@ import jinja2
 
 from bastion.adapters.cloud_config import to_yaml
 from bastion.adapters.egress import LOGIN_UID, login_egress_commands
+from bastion.adapters.render_certs import (
+    REVOKED_KEYS_PATH,
+    TRUSTED_USER_CA_KEYS_PATH,
+    CertificateTrust,
+    certificate_files,
+)
 from bastion.domain.errors import UsageError
 
 SSHD_CONFIG_PATH = "/etc/ssh/sshd_config"
@@ -104,6 +110,9 @@ class SshdParams:
     per_source_penalties: bool = False
     per_source_max_startups: bool = False
     staged_host_key_config_dir: str = STAGED_HOST_KEY_CONFIG_DIR
+    # Set (render_certs) when the gateway takes certificates from its KMS CA.
+    trusted_user_ca_keys: str = ""
+    revoked_keys: str = REVOKED_KEYS_PATH
 
 
 @dataclass(frozen=True)
@@ -116,6 +125,7 @@ class UserDataParams:
     admin_public_key: str
     # The VPC's CIDRs (IPv4 and any IPv6): where the login user's forwards may go on tcp/22.
     vpc_cidrs: tuple[str, ...]
+    certificates: CertificateTrust | None = None
 
 
 @dataclass(frozen=True)
@@ -222,6 +232,8 @@ def render_sshd_config(params: SshdParams) -> str:
             per_source_max_startups=params.per_source_max_startups,
             staged_host_key_config_dir=params.staged_host_key_config_dir,
             keyctl_command=KEYCTL_COMMAND,
+            trusted_user_ca_keys=params.trusted_user_ca_keys,
+            revoked_keys=params.revoked_keys,
         )
     )
 
@@ -238,6 +250,7 @@ def render_keyctl(params: SshdParams) -> str:
             host_key_path=params.host_key_path,
             pid_file=params.pid_file,
             staged_host_key_config_dir=params.staged_host_key_config_dir,
+            revoked_keys=params.revoked_keys,
         )
     )
 
@@ -256,6 +269,8 @@ def render_user_data(params: UserDataParams) -> str:
     """Render the gateway's #cloud-config user data."""
     _validate_user_data(params)
     sshd = sshd_for_image(params.sshd, params.image_family)
+    if params.certificates is not None:
+        sshd = replace(sshd, trusted_user_ca_keys=TRUSTED_USER_CA_KEYS_PATH)
     keys_dir = sshd.authorized_keys_dir
     forced = KEYCTL_COMMAND.replace("\\", "\\\\").replace('"', '\\"')
     admin_line = f'restrict,command="{forced}" {params.admin_public_key.strip()}'
@@ -310,6 +325,7 @@ def render_user_data(params: UserDataParams) -> str:
             _file(f"{keys_dir}/{sshd.admin_user}", f"{admin_line.strip()}\n", "0644"),
             _packed_file(KEYCTL_PATH, _without_comments(render_keyctl(sshd)), "0755"),
             _file(SUDOERS_PATH, f"{sshd.admin_user} ALL=(root) NOPASSWD: {KEYCTL_PATH}\n", "0440"),
+            *(certificate_files(params.certificates) if params.certificates else []),
         ],
         "bootcmd": list(boot_commands(params.image_family, sshd.port, params.vpc_cidrs)),
         # sshd -t guards every start, so a bad config never takes the running sshd down.
@@ -385,6 +401,7 @@ def _validate_sshd(params: SshdParams) -> None:
         ("authorized keys dir", params.authorized_keys_dir),
         ("pid file", params.pid_file),
         ("staged host key config dir", params.staged_host_key_config_dir),
+        ("revoked keys file", params.revoked_keys),
     ):
         if not _PATH_RE.match(path) or "/../" in f"{path}/":
             raise UsageError(f"{what} {path!r} must be an absolute path of A-Z a-z 0-9 . _ - /")

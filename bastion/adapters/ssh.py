@@ -227,7 +227,12 @@ def _pinned_key(public_key: str) -> paramiko.PKey:
 
 def _load_private_key(path: Path) -> paramiko.PKey:
     try:
-        return paramiko.PKey.from_path(path)
+        key = paramiko.PKey.from_path(path)
+        # An operator's certificate beside the key (`bastion cert`): offered instead of the key.
+        certificate = path.with_name(path.name + "-cert.pub")
+        if certificate.exists():
+            key.load_certificate(str(certificate))
+        return key
     except FileNotFoundError as exc:
         raise UsageError(f"private key {path} does not exist") from exc
     except PermissionError as exc:

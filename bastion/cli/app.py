@@ -8,7 +8,20 @@ from typing import Annotated
 
 import typer
 
-from bastion.cli import allow, audit, burn, down, rotate, ssh, ssh_config, status, up
+from bastion.cli import (
+    allow,
+    audit,
+    burn,
+    cert,
+    down,
+    revoke,
+    rotate,
+    sessions,
+    ssh,
+    ssh_config,
+    status,
+    up,
+)
 from bastion.cli.context import OneLineUsageErrors, state_of
 from bastion.domain.errors import EXIT_CODE_HELP
 
@@ -82,7 +95,20 @@ def _configure_logging(verbosity: int) -> None:
 
 
 app.callback()(main_options)
-for command in (up, status, down, rotate, ssh_config, ssh, burn, allow, audit):
+for command in (
+    up,
+    status,
+    down,
+    rotate,
+    ssh_config,
+    ssh,
+    burn,
+    allow,
+    audit,
+    cert,
+    revoke,
+    sessions,
+):
     command.register(app)
 
 

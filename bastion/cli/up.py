@@ -65,6 +65,13 @@ def up(
         ),
     ] = False,
     instance: InstanceOpt = None,
+    certificates: Annotated[
+        bool,
+        typer.Option(
+            "--certificates",
+            help="Operators log in with short-lived certificates from a KMS CA (`bastion cert`).",
+        ),
+    ] = False,
     dry_run: DryRunOpt = False,
     json_output: JsonOpt = False,
 ) -> None:
@@ -88,6 +95,7 @@ def up(
             wait_timeout=timeout,
             verify=False if no_verify else None,
             restrict_forwarding=restrict_forwarding or None,
+            certificates=certificates or None,
         )
         asked = [
             what for what, given in (("instance_type", instance_type), ("image", image)) if given

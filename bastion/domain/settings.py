@@ -49,6 +49,8 @@ class Settings:
     data_dir: Path = Path("~/.local/share/bastion")
     verify: bool = True
     restrict_forwarding: bool = False
+    # Operators log in with short-lived certificates from the gateway's KMS CA (--certificates).
+    certificates: bool = False
 
     def gateway_dir(self, region: str) -> Path:
         """Return the private folder holding this gateway's local keys."""

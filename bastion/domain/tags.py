@@ -23,6 +23,7 @@ TAG_STANDBY = "bastion:standby"
 TAG_RETIRING = "bastion:retiring"
 TAG_HOST_KEY_CREATED_AT = "bastion:host-key-created-at"
 TAG_ADMIN_KEY_CREATED_AT = "bastion:admin-key-created-at"
+TAG_CERTIFICATES = "bastion:certificates"  # "true": the instance trusts the gateway's KMS CA
 
 ROLE_KEY_PAIR = "login-key"
 ROLE_GATEWAY_GROUP = "gateway-group"

@@ -47,7 +47,10 @@ DEFAULT_PARENT = Path("/run/bastion-local-gateway")
 START_TIMEOUT = 10.0
 LOOPBACK = "127.0.0.1"
 
-_PATH_KEYWORDS = re.compile(r"^(\s*)(HostKey|AuthorizedKeysFile|PidFile|Include)(\s+)(\S.*)$", re.I)
+_PATH_KEYWORDS = re.compile(
+    r"^(\s*)(HostKey|AuthorizedKeysFile|PidFile|Include|TrustedUserCAKeys|RevokedKeys)(\s+)(\S.*)$",
+    re.I,
+)
 _KEX_LINE = re.compile(r"^(\s*KexAlgorithms\s+)(\S+)\s*$", re.I)
 _PENALTIES_LINE = re.compile(r"^\s*PerSourcePenalties\s", re.I)
 _FORCE_COMMAND = re.compile(r"^(\s*ForceCommand\s+)(.*)$", re.I)
@@ -95,6 +98,9 @@ class LocalGateway:
         self.log_path = self._private_dir / "sshd.log"
         self.host_key_path = self._private_dir / "ssh_host_ed25519_key"
         self.staged_config_dir = self._private_dir / "sshd_config.d"
+        # The certificate trust (TrustedUserCAKeys, RevokedKeys), when the user data has it.
+        self.trust_dir = self.workdir / "trust"
+        self.revoked_keys_path = self.trust_dir / "revoked_keys"
         self.install_keyctl = install_keyctl
         keys = self._cloud_config.get("ssh_keys") or {}
         self.host_public_key: str = str(keys.get("ed25519_public", "")).strip()
@@ -196,6 +202,7 @@ class LocalGateway:
         for path, content in _write_files(self._cloud_config):
             if str(Path(path).parent) == keys_dir:
                 _write(self.authorized_keys_dir / Path(path).name, content, 0o644)
+        self._write_trust(config)
         if self._host_private_key.strip():
             _write(self.host_key_path, _with_newline(self._host_private_key), 0o600)
             derived = subprocess.run(
@@ -219,6 +226,8 @@ class LocalGateway:
             "authorizedkeysfile": f"{self.authorized_keys_dir}/%u",
             "pidfile": str(self._private_dir / "sshd.pid"),
             "include": f"{self.staged_config_dir}/*.conf",
+            "trustedusercakeys": str(self.trust_dir / "trusted_user_ca_keys"),
+            "revokedkeys": str(self.revoked_keys_path),
         }
 
         def replace(match: re.Match[str]) -> str:
@@ -246,6 +255,7 @@ class LocalGateway:
             ("hostkey", self.host_key_path),
             ("pidfile", self._private_dir / "sshd.pid"),
             ("include", self.staged_config_dir / "*.conf"),
+            ("revokedkeys", self.revoked_keys_path),
         ):
             for line in original.splitlines():
                 match = _PATH_KEYWORDS.match(line)
@@ -268,6 +278,22 @@ class LocalGateway:
             )
             for line in config.split("\n")
         )
+
+    def _write_trust(self, config: str) -> None:
+        """Write the TrustedUserCAKeys and RevokedKeys files the config names, as cloud-init."""
+        wanted = {}
+        for line in config.splitlines():
+            match = _PATH_KEYWORDS.match(line)
+            if match and match.group(2).lower() in ("trustedusercakeys", "revokedkeys"):
+                wanted[match.group(4).strip()] = match.group(2).lower()
+        if not wanted:
+            return
+        self.trust_dir.mkdir(mode=0o755, exist_ok=True)
+        for entry in self._cloud_config.get("write_files") or []:
+            if isinstance(entry, dict) and entry.get("path") in wanted:
+                local = self.trust_dir / Path(str(entry["path"])).name
+                local.write_bytes(_bytes_of(entry))
+                local.chmod(0o644)
 
     def _wait_until_listening(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT
@@ -332,8 +358,15 @@ def _content_of(entry: dict[str, Any]) -> str:
     if encoding in ("gz+b64", "gzip+b64", "gz+base64", "gzip+base64"):
         return gzip.decompress(base64.b64decode(content)).decode()
     if encoding in ("b64", "base64"):
-        return base64.b64decode(content).decode()
+        return base64.b64decode(content).decode(errors="replace")  # a binary KRL: see _bytes_of
     return content
+
+
+def _bytes_of(entry: dict[str, Any]) -> bytes:
+    """Return a write_files entry's content as bytes (a binary KRL travels as b64)."""
+    if str(entry.get("encoding", "")).lower() in ("b64", "base64"):
+        return base64.b64decode(str(entry.get("content", "")))
+    return _content_of(entry).encode()
 
 
 def _file_content(cloud_config: dict[str, Any], path: str) -> str:

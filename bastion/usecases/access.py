@@ -52,7 +52,7 @@ def ssh_config(
     options = _validated(options or SshConfigOptions())
     ctx = open_context(settings, deps)
     home = home or Path.home()
-    config = build_client_config(ctx, options, settings.app_sg, home=home)
+    config = build_client_config(ctx, options, settings.app_sg, home=home, deps=deps)
     text = sshconfig.render_client_config(config)
     unpinned = unpinned_app_hosts(config)
     warnings = name_warnings(config) + ((unpinned,) if unpinned else ())
@@ -98,7 +98,7 @@ def ssh_command(
             record.hosts,
         )
     app_sg = settings.app_sg or (record.app_sg if record else None)
-    config = build_client_config(ctx, options, app_sg)
+    config = build_client_config(ctx, options, app_sg, deps=deps)
     text = sshconfig.render_client_config(config)
     local = write_local_copy(ctx, text)
     if record is not None:

@@ -21,6 +21,7 @@ from bastion.adapters.aws.compute import Compute
 from bastion.adapters.aws.errors import translated
 from bastion.adapters.aws.evidence import Evidence
 from bastion.adapters.aws.keypairs import Images, KeyPairs
+from bastion.adapters.aws.kms import CertificateAuthority
 from bastion.adapters.aws.lock import DynamoLocks
 from bastion.adapters.aws.network import Network
 from bastion.adapters.aws.security_groups import SecurityGroups
@@ -165,6 +166,7 @@ class Ec2:
         self.key_pairs = KeyPairs(self.ec2)
         self.images = Images(self.ec2, lambda: self.ssm, self.region)
         self.evidence = Evidence(self.ec2)
+        self.ca = CertificateAuthority(session, config)
         self.locks = DynamoLocks(lambda: self.dynamodb)
         self._call_handlers: list[Callable[..., Any]] = []
         self.audit_reads = AuditReads(self.ec2)

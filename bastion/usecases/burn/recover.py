@@ -6,7 +6,7 @@ from dataclasses import replace
 from typing import Any
 
 from bastion.domain.incident import RELAUNCH
-from bastion.domain.tags import TAG_IMAGE, TAG_PORT
+from bastion.domain.tags import TAG_CERTIFICATES, TAG_IMAGE, TAG_PORT
 from bastion.usecases.burn.state import Phase
 from bastion.usecases.shared.converge import converge
 
@@ -26,6 +26,8 @@ class Recovery(Phase):
             settings = replace(settings, port=int(tags[TAG_PORT]))
         if TAG_IMAGE in tags:
             settings = replace(settings, image=tags[TAG_IMAGE])
+        if tags.get(TAG_CERTIFICATES) == "true":  # the new generation trusts the CA too
+            settings = replace(settings, certificates=True)
         if settings.app_sg is None and app_groups:
             settings = replace(settings, app_sg=app_groups[0])
         result = converge(

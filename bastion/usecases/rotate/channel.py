@@ -10,8 +10,11 @@ from typing import Any
 from bastion.domain.errors import ConflictError, HostKeyMismatchError, NotFoundError
 from bastion.domain.login_keys import parse_authorized_keys
 from bastion.domain.model import Action, InstanceInfo, ObservedGateway, Plan
+from bastion.domain.tags import TAG_CERTIFICATES
 from bastion.usecases.ports import Deps
+from bastion.usecases.shared.certificates import issue_certificate, operator_key
 from bastion.usecases.shared.context import Context, endpoint_for
+from bastion.usecases.shared.hostkey import pin_from_console
 from bastion.usecases.shared.identity import identify
 from bastion.usecases.shared.inventory import observe
 
@@ -58,6 +61,9 @@ class Gateway:
     port: int
     pinned: str
     alternates: list[str] = field(default_factory=list)
+    # The folder's keys, or on a certificate gateway the operator's own key with certificates.
+    admin_key_path: str = ""
+    login_key_path: str = ""
 
     def _with_host_key(self, call: Callable[[str], str]) -> str:
         failure: HostKeyMismatchError | None = None
@@ -78,7 +84,7 @@ class Gateway:
         """Run a key-management request as the admin user (a secret goes on stdin only)."""
         settings = self.ctx.settings
         probe = self.deps.probe
-        admin_key = str(self.ctx.files.admin_key)
+        admin_key = self.admin_key_path or str(self.ctx.files.admin_key)
 
         def call(host_key: str) -> str:
             if stdin is None:
@@ -115,6 +121,9 @@ def connect(ctx: Context, deps: Deps, host_key: bool = False) -> tuple[Gateway, 
             f"gateway {instance.instance_id} is {instance.state}; run `bastion up` to start it"
         )
     local = ctx.files.read()
+    keys_here = local.login_fingerprint is not None and local.admin_fingerprint is not None
+    if instance.tags.get(TAG_CERTIFICATES) == "true" and not keys_here:
+        return _connect_with_certificates(ctx, deps, observed, instance)
     if local.pinned_host_key is None or local.login_fingerprint is None:
         raise ConflictError("this machine lacks the gateway's keys; run `bastion up` first")
     if local.admin_fingerprint is None:
@@ -128,6 +137,20 @@ def connect(ctx: Context, deps: Deps, host_key: bool = False) -> tuple[Gateway, 
     if ctx.files.next_host_key_pub.exists():
         alternates.append(ctx.files.next_host_key_pub.read_text().strip())
     gateway = Gateway(ctx, deps, instance, host, port, local.pinned_host_key, alternates)
+    return gateway, observed
+
+
+def _connect_with_certificates(
+    ctx: Context, deps: Deps, observed: ObservedGateway, instance: InstanceInfo
+) -> tuple[Gateway, Any]:
+    """Reach a certificate gateway as this operator: console pin, own key, own certificates."""
+    pinned = ctx.files.read().pinned_host_key or pin_from_console(ctx, deps, instance, wait=False)
+    key = operator_key(ctx)
+    admin = issue_certificate(ctx.settings, deps, key=key, admin=True, context=ctx)
+    login = issue_certificate(ctx.settings, deps, key=key, context=ctx)
+    host, port = endpoint_for(ctx.settings, instance, instance.port or ctx.settings.port)
+    gateway = Gateway(ctx, deps, instance, host, port, pinned, [], str(admin.identity))
+    gateway.login_key_path = str(login.identity)
     return gateway, observed
 
 

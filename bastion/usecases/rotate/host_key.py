@@ -167,7 +167,7 @@ class HostKeyRotation:
                 gateway.host,
                 gateway.port,
                 gateway.ctx.settings.login_user,
-                str(self.files.login_key),
+                gateway.login_key_path or str(self.files.login_key),
                 new,
             )
         except SshError as exc:
@@ -227,7 +227,7 @@ class HostKeyRotation:
                 gateway.host,
                 gateway.port,
                 gateway.ctx.settings.login_user,
-                str(self.files.login_key),
+                gateway.login_key_path or str(self.files.login_key),
                 self.old,
             )
         except HostKeyMismatchError:

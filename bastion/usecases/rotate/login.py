@@ -40,7 +40,12 @@ def rotate_login(
     refuse_mid_relaunch(ctx, observed)
     files = ctx.files
     current = files.read().login_fingerprint
-    assert current is not None
+    if current is None:  # a certificate gateway reached with this operator's own key
+        raise ConflictError(
+            "this machine holds no login key of the gateway: operators log in with their own"
+            " keys and certificates; use `bastion rotate --host-key`, `--relaunch`, or"
+            " `bastion revoke`"
+        )
     rotating_in = files.next_login_fingerprint()
     on_gateway = parse_authorized_fingerprints(gateway.keyctl("list"))
     key_pairs = [observed.key_pair, *observed.other_key_pairs] if observed.key_pair else []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 from datetime import timedelta
@@ -24,7 +25,13 @@ from bastion.domain.model import (
 from bastion.domain.plan import Network, plan_up
 from bastion.domain.rotate_plan import plan_relaunch_switch
 from bastion.domain.settings import Settings
-from bastion.domain.tags import TAG_GENERATION, TAG_KEY_FINGERPRINT, TAG_RETIRING, TAG_STANDBY
+from bastion.domain.tags import (
+    TAG_CERTIFICATES,
+    TAG_GENERATION,
+    TAG_KEY_FINGERPRINT,
+    TAG_RETIRING,
+    TAG_STANDBY,
+)
 from bastion.usecases.ports import Deps
 from bastion.usecases.rotate.channel import RotateResult, not_due, stamp
 from bastion.usecases.shared.clientconfig import permit_open_targets, refresh_written_config
@@ -142,7 +149,10 @@ def relaunch_gateway(
     )
     now = deps.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ")
     network = Network(subnet.subnet_id, subnet.vpc_id, subnet.vpc_cidr, subnet.vpc_cidrs)
-    next_ctx = Context(settings, aws, staging, ctx.operator)
+    # A gateway that took (or was asked to take) certificates: the next generation trusts the CA.
+    took = current is not None and current.tags.get(TAG_CERTIFICATES) in ("true", "wanted")
+    next_settings = dataclasses.replace(settings, certificates=True) if took else settings
+    next_ctx = Context(next_settings, aws, staging, ctx.operator)
     launch_actions: tuple[Action, ...] = ()
     observed_next = ObservedGateway(
         settings.name,

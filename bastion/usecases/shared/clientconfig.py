@@ -17,11 +17,13 @@ from bastion.domain import sshnames
 from bastion.domain.apply import Reporter
 from bastion.domain.console import host_keys_from_console
 from bastion.domain.errors import BastionError, ConflictError, NotFoundError, UsageError
+from bastion.domain.fingerprints import fingerprint
 from bastion.domain.model import InstanceInfo
 from bastion.domain.plan import gateway_runner
 from bastion.domain.rules import rule_owner
-from bastion.domain.tags import TAG_LOGIN_USER
+from bastion.domain.tags import TAG_CERTIFICATES, TAG_HOST_KEY_FINGERPRINT, TAG_LOGIN_USER
 from bastion.usecases.ports import Cloud, Deps
+from bastion.usecases.shared.certificates import identity_path, refresh_login_certificate
 from bastion.usecases.shared.context import Context, endpoint_for
 from bastion.usecases.shared.hostkey import pin_from_console
 from bastion.usecases.shared.inventory import observe_with_app_group
@@ -105,15 +107,32 @@ def build_client_config(
     app_sg: str | None,
     instance: InstanceInfo | None = None,
     home: Path | None = None,
+    deps: Deps | None = None,
 ) -> ClientConfig:
-    """Gather the gateway's address, keys, app hosts and the operator's own names."""
+    """Gather the gateway's address, keys, app hosts and the operator's own names.
+
+    On a certificate gateway the identity is the operator's own key (`bastion cert` pointed at
+    it), with a fresh certificate when `deps` is given; the host key is pinned again from the
+    console when the instance's tag names another key than the pin (a relaunch elsewhere).
+    """
     settings, aws, files = ctx.settings, ctx.aws, ctx.files
     observed = observe_with_app_group(aws, settings.name, app_sg)
     instance = instance or observed.instance
     if instance is None or instance.state != "running":
         state = f"is {instance.state}" if instance else "has no instance"
         raise NotFoundError(f"gateway {settings.name!r} {state}; run `bastion up`")
-    if not files.login_key.exists():
+    identity = files.root.absolute() / files.login_key.name
+    certified: Path | None = None
+    if instance.tags.get(TAG_CERTIFICATES) == "true":
+        pointer = identity_path(ctx, False)
+        certified = (
+            refresh_login_certificate(ctx, deps)
+            if deps is not None
+            else (pointer if pointer.is_symlink() else None)
+        )
+    if certified is not None:
+        identity = certified.absolute()
+    elif not files.login_key.exists():
         runner = gateway_runner(observed)
         if runner and runner != ctx.operator[-255:]:
             raise ConflictError(
@@ -125,7 +144,9 @@ def build_client_config(
             f"the login key of gateway {settings.name!r} is not on this machine "
             f"({files.login_key}); copy it from where you ran `bastion up`, or run `bastion burn`"
         )
-    if files.read().pinned_host_key is None:
+    pinned = files.read().pinned_host_key
+    tagged = instance.tags.get(TAG_HOST_KEY_FINGERPRINT)
+    if pinned is None or (tagged and fingerprint(pinned) != tagged):
         pin_from_console(ctx, None, instance, wait=False)
     host, port = endpoint_for(settings, instance, instance.port or settings.port)
     group_ids = [g.group_id for g in (observed.group, *observed.stale_groups) if g]
@@ -153,7 +174,7 @@ def build_client_config(
             host=host,
             port=port,
             user=instance.tags.get(TAG_LOGIN_USER, settings.login_user),
-            identity_file=root / files.login_key.name,
+            identity_file=identity,
             known_hosts=root / files.known_hosts.name,
         ),
         app_hosts=app_hosts,

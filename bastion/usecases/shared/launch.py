@@ -16,9 +16,10 @@ from bastion.domain.errors import ConflictError
 from bastion.domain.fingerprints import fingerprint
 from bastion.domain.model import Action, GatewaySpec, Image, ObservedGateway
 from bastion.domain.plan import Network
-from bastion.domain.settings import image_family, image_parameter
+from bastion.domain.settings import Settings, image_family, image_parameter
 from bastion.domain.tags import (
     TAG_ADMIN_KEY_FINGERPRINT,
+    TAG_CERTIFICATES,
     TAG_GENERATION,
     TAG_HOST_KEY_FINGERPRINT,
     TAG_IMAGE,
@@ -32,11 +33,20 @@ from bastion.domain.tags import (
     key_pair_name,
 )
 from bastion.usecases.ports import Deps
+from bastion.usecases.shared.cert_trust import launch_trust
 from bastion.usecases.shared.context import Context, journal_for
 from bastion.usecases.shared.hostkey import booted_lately, pin_from_console
 from bastion.usecases.shared.verify import verify_gateway
 
 log = logging.getLogger(__name__)
+
+
+def takes_certificates(settings: Settings, observed: ObservedGateway) -> bool:
+    """Tell whether a launch trusts the CA: asked now, or the gateway took (or was asked to)."""
+    earlier = [observed.instance, observed.standby, *observed.retiring]
+    return settings.certificates or any(
+        i.tags.get(TAG_CERTIFICATES) in ("true", "wanted") for i in earlier if i is not None
+    )
 
 
 class UpHandlers:
@@ -160,6 +170,7 @@ class UpHandlers:
         )
         login = keys.load_key(self.ctx.files.login_key)
         admin = keys.load_key(self.ctx.files.admin_key)
+        trust = launch_trust(aws, self.spec.name, takes_certificates(settings, self.observed))
         user_data = render_user_data(
             UserDataParams(
                 sshd=SshdParams(
@@ -172,6 +183,7 @@ class UpHandlers:
                 login_public_key=login.public_line,
                 admin_public_key=admin.public_line,
                 vpc_cidrs=self.network.app_cidrs,
+                certificates=trust,
             )
         )
         generation = int(action.params["generation"])
@@ -184,6 +196,7 @@ class UpHandlers:
                 TAG_ADMIN_KEY_FINGERPRINT: admin.fingerprint,
                 TAG_LOGIN_USER: settings.login_user,
                 TAG_IMAGE: settings.image,
+                **({TAG_CERTIFICATES: "true"} if trust else {}),
                 **self.extra_tags,
             }
         )

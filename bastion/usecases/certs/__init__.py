@@ -1,0 +1,1 @@
+"""Use cases of the gateway's certificate authority: issue, revoke, sessions."""
