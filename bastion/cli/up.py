@@ -101,7 +101,11 @@ def up(
             what for what, given in (("instance_type", instance_type), ("image", image)) if given
         ]
         result = run_up(
-            settings, deps_for(ctx, json_output), dry_run=dry_run, asked=asked, instance=instance
+            settings,
+            deps_for(ctx, json_output),
+            dry_run=dry_run,
+            asked=asked,
+            chosen_instance=instance,
         )
         if json_output:
             emit_json(
