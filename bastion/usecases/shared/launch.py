@@ -298,7 +298,6 @@ class UpHandlers:
         results["verified_host_key"] = verify_gateway(
             self.ctx, self.deps, self.instance, self.spec.port
         )
-        # It answered with the pinned host key: ours, whatever its tags say later.
         self.ctx.files.record_instances({self.instance.instance_id})
 
 
