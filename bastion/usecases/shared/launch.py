@@ -293,7 +293,7 @@ class UpHandlers:
         )
 
     def verify(self, action: Action, results: dict[str, Any]) -> None:
-        """Prove the gateway answers with the pinned host key and accepts the login key."""
+        """Prove the pinned host key and the login key work; then record the instance as ours."""
         assert self.instance
         results["verified_host_key"] = verify_gateway(
             self.ctx, self.deps, self.instance, self.spec.port
