@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bastion.adapters import keys
+from bastion.domain.fingerprints import fingerprint
+from bastion.domain.identity import GatewayRecord
 from bastion.domain.model import LocalKeys
 
 
@@ -59,6 +61,11 @@ class GatewayFiles:
         return self.root / "journal.jsonl"
 
     @property
+    def launched(self) -> Path:
+        """Return the record of instances this machine launched or verified (one id a line)."""
+        return self.root / "instances"
+
+    @property
     def incidents(self) -> Path:
         """Return the folder of incident records, which outlives keys, `burn` and `down`."""
         return self.root / "incidents"
@@ -101,6 +108,34 @@ class GatewayFiles:
                 keys.write_public_text(copy, keys.load_key(source).public_line + "\n")
             restored.append(f"{copy.name} from {source.name}")
         return restored
+
+    def record(self) -> GatewayRecord:
+        """Return what ties an instance to this machine (a relaunch's staged instance too)."""
+        local = self.read()
+        ids = (
+            self.recorded_instances()
+            | GatewayFiles(self.relaunch_dir, self.name).recorded_instances()
+        )
+        return GatewayRecord(
+            instance_ids=ids,
+            pinned_fingerprint=fingerprint(local.pinned_host_key)
+            if local.pinned_host_key
+            else None,
+            holds_keys=bool(local.login_fingerprint or local.admin_fingerprint),
+        )
+
+    def recorded_instances(self) -> frozenset[str]:
+        """Return the ids of the instances recorded as this machine's gateway."""
+        if not self.launched.exists():
+            return frozenset()
+        return frozenset(line.strip() for line in self.launched.read_text().split() if line)
+
+    def record_instances(self, instance_ids: frozenset[str] | set[str]) -> None:
+        """Record instances as this machine's gateway (launched here, or proven by its host key)."""
+        new = set(instance_ids) - self.recorded_instances()
+        if new:
+            keys.ensure_private_dir(self.root)
+            append_private(self.launched, "".join(f"{iid}\n" for iid in sorted(new)))
 
     def pin_host_key(self, public_line: str) -> None:
         """Pin the gateway's host key for paramiko and for OpenSSH (via HostKeyAlias)."""

@@ -7,7 +7,16 @@ from typing import Annotated
 import typer
 
 from bastion.cli.context import deps_for, guarded, settings_for
-from bastion.cli.options import AppSgOpt, DryRunOpt, JsonOpt, NameOpt, ReachOpt, examples
+from bastion.cli.options import (
+    AppSgOpt,
+    DryRunOpt,
+    InstanceOpt,
+    JsonOpt,
+    NameOpt,
+    ReachOpt,
+    WithoutKeysOpt,
+    examples,
+)
 from bastion.cli.output import emit_json
 
 
@@ -29,6 +38,8 @@ def burn(
     ] = None,
     reach: ReachOpt = None,
     app_sg: AppSgOpt = None,
+    instance: InstanceOpt = None,
+    without_keys: WithoutKeysOpt = False,
     allow: Annotated[
         list[str] | None,
         typer.Option("--allow", help="CIDR allowed to reach the new gateway (repeatable)."),
@@ -70,6 +81,8 @@ def burn(
             keep_instance=keep_instance,
             resume=resume,
             dry_run=dry_run,
+            instance_id=instance,
+            without_keys=without_keys,
         )
         incident = result.incident
         if json_output:

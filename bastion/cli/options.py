@@ -26,6 +26,23 @@ ReachOpt = Annotated[
     ),
 ]
 
+InstanceOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--instance",
+        help="Act on this instance id even if nothing ties it to this machine's record "
+        "(bastion refuses a gateway known only by its tags, which anyone may write).",
+    ),
+]
+WithoutKeysOpt = Annotated[
+    bool,
+    typer.Option(
+        "--without-keys",
+        help="Go ahead although this machine holds none of the gateway's keys (shows who "
+        "made it first).",
+    ),
+]
+
 
 def examples(*lines: str) -> str:
     """Return a help epilog of examples, one per line, that click never rewraps mid-option."""

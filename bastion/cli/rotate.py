@@ -9,7 +9,15 @@ from typing import Annotated
 import typer
 
 from bastion.cli.context import deps_for, guarded, settings_for
-from bastion.cli.options import AppSgOpt, DryRunOpt, JsonOpt, NameOpt, ReachOpt, examples
+from bastion.cli.options import (
+    AppSgOpt,
+    DryRunOpt,
+    InstanceOpt,
+    JsonOpt,
+    NameOpt,
+    ReachOpt,
+    examples,
+)
 from bastion.cli.output import emit_json, plan_json, render_plan
 from bastion.domain.errors import UsageError
 
@@ -41,6 +49,7 @@ def rotate(
         ),
     ] = False,
     app_sg: AppSgOpt = None,
+    instance: InstanceOpt = None,
     instance_type: Annotated[
         str | None,
         typer.Option("--instance-type", help="With --relaunch: the new generation's EC2 type."),
@@ -96,7 +105,7 @@ def rotate(
         )
         older = parse_age(if_older_than) if if_older_than is not None else None
         use_case = relaunch_gateway if relaunch else rotate_host_key if host_key else rotate_login
-        result = use_case(settings, deps_for(ctx, json_output), dry_run, older)
+        result = use_case(settings, deps_for(ctx, json_output), dry_run, older, instance=instance)
         if json_output:
             emit_json(
                 {

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from bastion.cli.context import deps_for, guarded, settings_for
-from bastion.cli.options import AppSgOpt, DryRunOpt, JsonOpt, NameOpt, ReachOpt
+from bastion.cli.options import AppSgOpt, DryRunOpt, InstanceOpt, JsonOpt, NameOpt, ReachOpt
 from bastion.cli.output import emit_json, plan_json, render_plan, render_status
 
 
@@ -64,6 +64,7 @@ def up(
             "(PermitOpen); app hosts added later need a relaunch.",
         ),
     ] = False,
+    instance: InstanceOpt = None,
     certificates: Annotated[
         bool,
         typer.Option(
@@ -99,7 +100,13 @@ def up(
         asked = [
             what for what, given in (("instance_type", instance_type), ("image", image)) if given
         ]
-        result = run_up(settings, deps_for(ctx, json_output), dry_run=dry_run, asked=asked)
+        result = run_up(
+            settings,
+            deps_for(ctx, json_output),
+            dry_run=dry_run,
+            asked=asked,
+            chosen_instance=instance,
+        )
         if json_output:
             emit_json(
                 {

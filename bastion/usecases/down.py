@@ -7,12 +7,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from bastion.domain.apply import apply_plan, wait_until
-from bastion.domain.model import Action, LocalKeys, Plan
+from bastion.domain.identity import require_record
+from bastion.domain.model import Action, LocalKeys, ObservedGateway, Plan
 from bastion.domain.plan import plan_down
 from bastion.domain.settings import Settings
 from bastion.usecases.ports import Deps
 from bastion.usecases.shared.clientconfig import forget_ssh_config
 from bastion.usecases.shared.context import journal_for, open_context, referencing_app_group
+from bastion.usecases.shared.identity import identify
 from bastion.usecases.shared.inventory import observe
 
 
@@ -24,14 +26,35 @@ class DownResult:
     applied: list[Action]
 
 
-def down(settings: Settings, deps: Deps, dry_run: bool = False) -> DownResult:
-    """Remove everything bastion made for the gateway: sg-app's reference first."""
-    ctx = open_context(settings, deps, lock_for=None if dry_run else "down")
+def down(
+    settings: Settings,
+    deps: Deps,
+    dry_run: bool = False,
+    instance: str | None = None,
+    without_keys: bool = False,
+) -> DownResult:
+    """Remove everything bastion made for the gateway: sg-app's reference first.
+
+    Only instances tied to this machine's record go (see domain.identity), or the one named
+    by `instance`; a machine holding nothing of the gateway needs `without_keys`.
+    """
+    ctx = open_context(
+        settings,
+        deps,
+        lock_for=None if dry_run else "down",
+        chosen_instance=instance,
+        without_keys=without_keys,
+    )
     aws = ctx.aws
-    observed = observe(aws, settings.name, None)
+    ours = identify(ctx, deps, "down")
+    observed = observe(aws, settings.name, None, only=ours)
+    maker = _maker(observed)
+    going_ahead = require_record(settings.name, ctx.files.record(), maker, "down", without_keys)
+    if going_ahead:
+        deps.reporter.warn(going_ahead)
     app_sg = settings.app_sg or referencing_app_group(aws, observed)
     if app_sg:
-        observed = observe(aws, settings.name, app_sg)
+        observed = observe(aws, settings.name, app_sg, only=ours)
     local = ctx.files.read() if ctx.files.root.exists() else LocalKeys(None, None, None)
     plan = plan_down(observed, local)
     if dry_run or not plan.actions:
@@ -77,3 +100,11 @@ def down(settings: Settings, deps: Deps, dry_run: bool = False) -> DownResult:
         plan, dict(handlers), deps.reporter, journal_for(ctx.files), before_each=deps.before_each
     )
     return DownResult(plan, outcome.done)
+
+
+def _maker(observed: ObservedGateway) -> dict[str, str] | None:
+    """Return the tags of what `down` would remove first, to show who made the gateway."""
+    for found in (observed.instance, observed.group, *observed.stale_groups):
+        if found is not None:
+            return found.tags
+    return {} if observed.exists else None

@@ -14,17 +14,27 @@ from bastion.usecases.shared.inventory import observe
 
 
 def up(
-    settings: Settings, deps: Deps, dry_run: bool = False, asked: Collection[str] = ()
+    settings: Settings,
+    deps: Deps,
+    dry_run: bool = False,
+    asked: Collection[str] = (),
+    chosen_instance: str | None = None,
 ) -> UpResult:
     """Create or converge a gateway; a second run with nothing changed changes nothing.
 
     `asked`: the settings given explicitly; a running gateway that differs in them is reported.
+    `chosen_instance` is the operator's explicit choice of an instance to recover the pin from when
+    nothing ties it to this machine's record (see domain.identity).
     """
     if not settings.certificates:
-        return converge(settings, deps, dry_run=dry_run, asked=asked)
+        return converge(
+            settings, deps, dry_run=dry_run, asked=asked, chosen_instance=chosen_instance
+        )
     # Certificates: the CA exists before the launch that trusts it (every later launch, by
     # anyone, reads it back from KMS). A running gateway without it moves over blue/green.
-    ctx = open_context(settings, deps, lock_for=None if dry_run else "up")
+    ctx = open_context(
+        settings, deps, lock_for=None if dry_run else "up", chosen_instance=chosen_instance
+    )
     ensure_ca(ctx.aws, settings.name, ctx.operator, deps, dry_run)
     result = converge(settings, deps, dry_run=dry_run, ctx=ctx, asked=asked)
     instance = observe(ctx.aws, settings.name, None).instance

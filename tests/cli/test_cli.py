@@ -237,7 +237,9 @@ def test_rotate_relaunch_takes_a_timeout(
 
     seen: list[float] = []
 
-    def fake_relaunch(settings: Any, deps: Any, dry_run: bool, older: Any) -> Any:
+    def fake_relaunch(
+        settings: Any, deps: Any, dry_run: bool, older: Any, instance: Any = None
+    ) -> Any:
         seen.append(settings.wait_timeout)
         raise SystemExit(0)
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from bastion.adapters.incidents import IncidentFolder, load_incident, open_incident
 from bastion.adapters.localstate import GatewayFiles
 from bastion.domain.errors import NotFoundError
+from bastion.domain.identity import require_record
 from bastion.domain.incident import (
     CLOSED,
     CONTAIN,
@@ -38,6 +39,7 @@ from bastion.usecases.burn.run import BurnRun
 from bastion.usecases.burn.state import BurnState
 from bastion.usecases.ports import Deps
 from bastion.usecases.shared.context import Context, allowed_cidrs, open_context
+from bastion.usecases.shared.identity import gateway_candidates, identify
 from bastion.usecases.shared.lease import break_lock
 
 log = logging.getLogger(__name__)
@@ -67,8 +69,15 @@ def burn(
     keep_instance: bool = False,
     resume: str | None = None,
     dry_run: bool = False,
+    instance_id: str | None = None,
+    without_keys: bool = False,
 ) -> BurnResult:
-    """Run the incident command; resumes an open incident of this gateway if there is one."""
+    """Run the incident command; resumes an open incident of this gateway if there is one.
+
+    A new or adopted incident burns only an instance tied to this machine's record (see
+    domain.identity), or the one named by `instance_id`; a machine holding nothing of the
+    gateway needs `without_keys`.
+    """
     # From the process start: what the operator lived through, imports and all.
     started = deps.clock.process_started_at()
     invoked = deps.clock.now()
@@ -77,7 +86,13 @@ def burn(
     # Who is burning is asked of STS after containment: nothing slow comes before it.
     # The AWS lock is never waited for: containment first, then burn breaks it (see below).
     ctx = open_context(
-        settings, deps, lock_for=None if dry_run else "burn", identify=False, aws_lock=False
+        settings,
+        deps,
+        lock_for=None if dry_run else "burn",
+        identify=False,
+        aws_lock=False,
+        chosen_instance=instance_id,
+        without_keys=without_keys,
     )
     calls = ctx.aws.call_log()
     calls.take_own()  # from here on, this context's calls are collected (the observe step)
@@ -86,6 +101,7 @@ def burn(
     instance: InstanceInfo | None
     found = ctx.aws.compute.find_instances(settings.name) if incident is None else []
     if incident is None:
+        found = _ours(ctx, deps, found)
         incident = _adopt_tagged_incident(found, settings, ctx, started)
     opened_now = incident is None
     if incident is None:
@@ -194,6 +210,22 @@ def _find_incident(ctx: Context, folder: Path, resume: str | None) -> Incident |
     if record is not None:
         log.info("resuming open incident %s", record.incident_id)
     return record
+
+
+def _ours(ctx: Context, deps: Deps, found: list[InstanceInfo]) -> list[InstanceInfo]:
+    """Keep the instances tied to this machine's record; refuse (nothing changed) otherwise."""
+    ours = identify(ctx, deps, "burn", gateway_candidates(found, open_incidents=True))
+    kept = [i for i in found if i.instance_id in ours]
+    going_ahead = require_record(
+        ctx.settings.name,
+        ctx.files.record(),
+        kept[0].tags if kept else None,
+        "burn",
+        ctx.without_keys,
+    )
+    if going_ahead:
+        deps.reporter.warn(going_ahead)
+    return kept
 
 
 def _adopt_tagged_incident(

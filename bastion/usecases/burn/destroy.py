@@ -8,6 +8,7 @@ from typing import Any
 from bastion.domain.apply import wait_until
 from bastion.domain.containment import entry_cidr, interface_hosts, names_host
 from bastion.domain.errors import NotFoundError
+from bastion.domain.identity import named_by_bastion
 from bastion.domain.incident import DESTROY
 from bastion.usecases.burn.state import Phase
 from bastion.usecases.shared.clientconfig import APP_KNOWN_HOSTS_NAME, RECORD_NAME
@@ -22,6 +23,8 @@ class Destruction(Phase):
         """Delete every EC2 key pair of the gateway: nothing may keep trusting it."""
         deleted = []
         for key_pair in self.ctx.aws.key_pairs.find_key_pairs(self.incident.name):
+            if not named_by_bastion(self.incident.name, key_pair.name):
+                continue  # only tagged as the gateway's (anyone may tag): not bastion's to delete
             self.ctx.aws.key_pairs.delete_key_pair(key_pair.name)
             deleted.append(key_pair.name)
         return {"deleted": deleted}
@@ -84,6 +87,8 @@ class Destruction(Phase):
                 aws.groups.delete_group(group_id)
                 removed.append(group_id)
         for group in aws.groups.find_gateway_groups(self.incident.name):
+            if not named_by_bastion(self.incident.name, group.name):
+                continue  # a group only tagged as the gateway's is not bastion's to delete
             aws.groups.delete_group(group.group_id)
             removed.append(group.group_id)
         return {"removed": removed}

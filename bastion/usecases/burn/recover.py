@@ -34,7 +34,10 @@ class Recovery(Phase):
             settings,
             self.deps,
             generation_floor=int(self.pre["generation"]) + 1,
-            ctx=replace(self.ctx, settings=settings),
+            ctx=replace(self.ctx, settings=settings, chosen_instance=None),
+            # Only what this relaunch launched (recorded since the old keys were destroyed):
+            # an instance that merely carries the gateway's tags is never taken over.
+            only=self.ctx.files.recorded_instances(),
         )
         status = result.status or {}
         instance = status.get("instance") or {}

@@ -15,6 +15,7 @@ from bastion.usecases.ports import Deps
 from bastion.usecases.shared.certificates import issue_certificate, operator_key
 from bastion.usecases.shared.context import Context, endpoint_for
 from bastion.usecases.shared.hostkey import pin_from_console
+from bastion.usecases.shared.identity import identify
 from bastion.usecases.shared.inventory import observe
 
 
@@ -106,9 +107,10 @@ class Gateway:
         )
 
 
-def connect(ctx: Context, deps: Deps) -> tuple[Gateway, Any]:
+def connect(ctx: Context, deps: Deps, host_key: bool = False) -> tuple[Gateway, Any]:
     """Find the running gateway and its pinned host key, or say what to run first."""
-    observed = observe(ctx.aws, ctx.settings.name, None)
+    command = "rotate --host-key" if host_key else "rotate"
+    observed = observe(ctx.aws, ctx.settings.name, None, only=identify(ctx, deps, command))
     instance = observed.instance
     if instance is None:
         raise NotFoundError(

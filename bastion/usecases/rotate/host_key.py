@@ -46,10 +46,13 @@ def rotate_host_key(
     deps: Deps,
     dry_run: bool = False,
     if_older_than: timedelta | None = None,
+    instance: str | None = None,
 ) -> RotateResult:
     """Rotate the gateway's host key in place; the client trusts both keys during the switch."""
-    ctx = open_context(settings, deps, lock_for=None if dry_run else "rotate --host-key")
-    gateway, observed = connect(ctx, deps)
+    ctx = open_context(
+        settings, deps, lock_for=None if dry_run else "rotate --host-key", chosen_instance=instance
+    )
+    gateway, observed = connect(ctx, deps, host_key=True)
     refuse_mid_relaunch(ctx, observed)
     files = ctx.files
     staged_line = (

@@ -30,9 +30,12 @@ def rotate_login(
     deps: Deps,
     dry_run: bool = False,
     if_older_than: timedelta | None = None,
+    instance: str | None = None,
 ) -> RotateResult:
     """Rotate the daily login key in place over the key-management channel."""
-    ctx = open_context(settings, deps, lock_for=None if dry_run else "rotate")
+    ctx = open_context(
+        settings, deps, lock_for=None if dry_run else "rotate", chosen_instance=instance
+    )
     gateway, observed = connect(ctx, deps)
     refuse_mid_relaunch(ctx, observed)
     files = ctx.files

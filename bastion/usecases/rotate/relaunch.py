@@ -42,6 +42,7 @@ from bastion.usecases.shared.context import (
     open_context,
     referencing_app_group,
 )
+from bastion.usecases.shared.identity import identify
 from bastion.usecases.shared.inventory import observe
 from bastion.usecases.shared.launch import UpHandlers
 
@@ -66,6 +67,7 @@ def relaunch_gateway(
     dry_run: bool = False,
     if_older_than: timedelta | None = None,
     generation_floor: int = 0,
+    instance: str | None = None,
 ) -> RotateResult:
     """Replace the gateway with a new generation (new keys), blue/green; resumable by rerun.
 
@@ -73,9 +75,12 @@ def relaunch_gateway(
     admits SSH from the new group before the old group's rule is revoked; N is marked retiring,
     N+1 promoted, the local keys swapped, and then N, its group and key pair are destroyed.
     """
-    ctx = open_context(settings, deps, lock_for=None if dry_run else "rotate --relaunch")
+    ctx = open_context(
+        settings, deps, lock_for=None if dry_run else "rotate --relaunch", chosen_instance=instance
+    )
     aws = ctx.aws
-    observed = observe(aws, settings.name, None)
+    ours = identify(ctx, deps, "rotate --relaunch")
+    observed = observe(aws, settings.name, None, only=ours)
     current = observed.instance
     if current is None:
         raise NotFoundError(
@@ -104,7 +109,7 @@ def relaunch_gateway(
     subnet = aws.network.subnet(old.subnet_id or settings.subnet)
     app_sg = settings.app_sg or referencing_app_group(aws, observed)
     if app_sg:
-        observed = observe(aws, settings.name, app_sg, subnet.vpc_id)
+        observed = observe(aws, settings.name, app_sg, subnet.vpc_id, only=ours)
     app_group = observed.app_group
 
     old_generation = max((i.generation for i in old_instances), default=0)
@@ -249,6 +254,7 @@ class RelaunchSwitch:
             source = self.staging.root / name
             if source.exists():
                 os.replace(source, root / name)
+        self.ctx.files.record_instances(self.staging.recorded_instances())
         # A login or host-key rotation of the old generation is moot now.
         self.ctx.files.discard_next_login_key()
         self.ctx.files.next_host_key_pub.unlink(missing_ok=True)

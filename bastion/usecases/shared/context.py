@@ -28,6 +28,9 @@ class Context:
     aws: Cloud
     files: GatewayFiles
     known_operator: str | None = None
+    # The operator's explicit choice (--instance) and consent (--without-keys): see identity.
+    chosen_instance: str | None = None
+    without_keys: bool = False
 
     @property
     def operator(self) -> str:
@@ -42,6 +45,8 @@ def open_context(
     deps: Deps,
     lock_for: str | None = None,
     identify: bool = True,
+    chosen_instance: str | None = None,
+    without_keys: bool = False,
     aws_lock: bool = True,
 ) -> Context:
     """Connect, identify the caller and locate the gateway's local folder.
@@ -65,7 +70,7 @@ def open_context(
             settings.lock_wait,
         )
     files = GatewayFiles(folder, settings.name)
-    context = Context(settings, aws, files)
+    context = Context(settings, aws, files, None, chosen_instance, without_keys)
     if identify:
         context.operator  # noqa: B018  (missing credentials fail here, before anything else)
     if lock_for is not None and aws_lock:

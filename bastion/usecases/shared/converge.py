@@ -25,7 +25,8 @@ from bastion.usecases.shared.context import (
     journal_for,
     open_context,
 )
-from bastion.usecases.shared.inventory import observe, with_app_group
+from bastion.usecases.shared.identity import gateway_candidates, identify
+from bastion.usecases.shared.inventory import observe, observe_with_app_group, with_app_group
 from bastion.usecases.shared.launch import UpHandlers
 from bastion.usecases.shared.lease import hold_aws_lock, holds_aws_lock
 from bastion.usecases.shared.report import gateway_report
@@ -48,22 +49,27 @@ def converge(
     generation_floor: int = 1,
     ctx: Context | None = None,
     asked: Collection[str] = (),
+    chosen_instance: str | None = None,
+    only: frozenset[str] | None = None,
 ) -> UpResult:
     """Create or converge a gateway; a second run with nothing changed changes nothing.
 
     `asked` names the settings the user gave explicitly (`instance_type`, `image`): where the
     running gateway differs in them, a warning says so and how to get them (a relaunch).
+    `only` limits the instances it may take for the gateway (burn's relaunch: those it launched).
     """
     cidrs = allowed_cidrs(settings, deps)
     lock_for = None if dry_run else "up"
-    ctx = ctx or open_context(settings, deps, lock_for=lock_for, aws_lock=False)
+    ctx = ctx or open_context(
+        settings, deps, lock_for=lock_for, aws_lock=False, chosen_instance=chosen_instance
+    )
     stable: dict[Any, Any] = {}
-    planned = _plan(settings, deps, ctx, cidrs, generation_floor, stable, asked)
+    planned = _plan(settings, deps, ctx, cidrs, generation_floor, stable, asked, only)
     if not dry_run and planned.plan.changes and not holds_aws_lock(ctx):
         # The AWS lock only to apply (a gateway with nothing to change costs no lock calls);
         # the gateway may have changed before it was taken, so it is read and planned again.
         hold_aws_lock(ctx, deps, "up")
-        planned = _plan(settings, deps, ctx, cidrs, generation_floor, stable, asked)
+        planned = _plan(settings, deps, ctx, cidrs, generation_floor, stable, asked, only)
     for warning in planned.warnings:
         deps.reporter.warn(warning)
     plan = planned.plan
@@ -81,6 +87,10 @@ def converge(
     running = instance is not None and instance.state == "running"
     changed = any(a.mutating or (a.kind == "wait_running" and not running) for a in outcome.done)
     unchanged = None if changed else with_app_group(ctx.aws, planned.observed, settings.app_sg)
+    ours = planned.only
+    if unchanged is None and ours is not None:  # what it launched is recorded: the gateway now
+        ours = ours | ctx.files.recorded_instances()
+        unchanged = observe_with_app_group(ctx.aws, settings.name, settings.app_sg, only=ours)
     report = gateway_report(settings, deps, ctx=ctx, cidr_hint=cidrs, observed=unchanged)
     return UpResult(plan, outcome.done, report, refreshed)
 
@@ -95,6 +105,7 @@ class _Planned:
     permit_open: tuple[str, ...]
     image: Image | None
     warnings: list[str]
+    only: frozenset[str] | None = None  # the instances tied to this machine (None: any)
 
 
 def _plan(
@@ -105,6 +116,7 @@ def _plan(
     generation_floor: int,
     stable: dict[Any, Any],
     asked: Collection[str],
+    only: frozenset[str] | None = None,
 ) -> _Planned:
     """Read the gateway and plan `up` (everything AWS can check is checked before a change).
 
@@ -127,7 +139,14 @@ def _plan(
     # A given --subnet picks the VPC (and so which group named --app-sg is meant); without one
     # the gateway goes where the app group is, or else into the default VPC.
     given = subnet_of(settings.subnet) if settings.subnet else None
-    observed = observe(aws, settings.name, settings.app_sg, given.vpc_id if given else None)
+    # Only instances tied to this machine's record (see domain.identity): a lost pin is
+    # recovered only from one of those; a machine without the keys is refused by the plan.
+    local = ctx.files.read()
+    found = aws.compute.find_instances(settings.name)
+    if only is None and local.login_fingerprint is not None:
+        only = identify(ctx, deps, "up", gateway_candidates(found))
+    vpc_id = given.vpc_id if given else None
+    observed = observe(aws, settings.name, settings.app_sg, vpc_id, only=only, instances=found)
     # Expired allow rules go first, and the planner never sees them (see domain.allowlist).
     observed, prune = without_expired(observed, deps.clock.now())
     instance = observed.instance
@@ -142,8 +161,6 @@ def _plan(
             f"--app-sg {observed.app_group.group_id} is in {observed.app_group.vpc_id}, but the "
             f"gateway is in {subnet.vpc_id}; pass a --subnet in the app's VPC"
         )
-    # A lost pin is recovered by the plan (`pin_host_key`, from the console), as a launch pins.
-    local = ctx.files.read()
     spec = GatewaySpec(
         name=settings.name,
         port=settings.port,
@@ -195,4 +212,4 @@ def _plan(
                 "--reach private over a VPN"
             )
     warnings.extend(plan.warnings)
-    return _Planned(plan, spec, observed, network, now, permit_open, image, warnings)
+    return _Planned(plan, spec, observed, network, now, permit_open, image, warnings, only)

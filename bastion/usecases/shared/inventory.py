@@ -5,25 +5,44 @@ from __future__ import annotations
 import dataclasses
 
 from bastion.domain.errors import ConflictError
-from bastion.domain.model import ObservedGateway, SecurityGroup
+from bastion.domain.identity import named_by_bastion
+from bastion.domain.model import InstanceInfo, ObservedGateway, SecurityGroup
 from bastion.domain.tags import TAG_GENERATION, TAG_INCIDENT, TAG_RETIRING, TAG_STANDBY
 from bastion.usecases.ports import Cloud
 from bastion.usecases.shared.concurrently import Together
 
 
 def observe(
-    aws: Cloud, name: str, app_sg: str | None, vpc_id: str | None = None
+    aws: Cloud,
+    name: str,
+    app_sg: str | None,
+    vpc_id: str | None = None,
+    only: frozenset[str] | None = None,
+    instances: list[InstanceInfo] | None = None,
 ) -> ObservedGateway:
-    """Describe everything AWS holds for gateway `name` (a handful of calls at once, no scan)."""
+    """Describe everything AWS holds for gateway `name` (a handful of calls at once, no scan).
+
+    Instances are found by their tags, which anyone with CreateTags can write: a command that
+    acts on them passes `only`, the ids `shared.identity` tied to this machine's record
+    (and `instances`, when it has described them already).
+    """
     with Together() as together:
         reading_pairs = together.start(lambda: aws.key_pairs.find_key_pairs(name))
         reading_groups = together.start(lambda: aws.groups.find_gateway_groups(name))
-        reading_instances = together.start(lambda: aws.compute.find_instances(name))
+        reading_instances = together.start(
+            lambda: aws.compute.find_instances(name) if instances is None else instances
+        )
         reading_app = together.start(lambda: aws.groups.group(app_sg, vpc_id) if app_sg else None)
-    key_pairs, groups = reading_pairs.result(), reading_groups.result()
+    # By name too: tags are anyone's to write, names are fixed when bastion makes the resource.
+    key_pairs = [k for k in reading_pairs.result() if named_by_bastion(name, k.name)]
+    groups = [g for g in reading_groups.result() if named_by_bastion(name, g.name)]
     all_instances, app_group = reading_instances.result(), reading_app.result()
     # An instance kept for forensics after `burn --keep-instance` is evidence, not the gateway.
-    found = [i for i in all_instances if TAG_INCIDENT not in i.tags]
+    found = [
+        i
+        for i in all_instances
+        if TAG_INCIDENT not in i.tags and (only is None or i.instance_id in only)
+    ]
     # Mid-relaunch (blue/green) the new generation is a standby and, once promoted, the old one
     # is retiring; the gateway is the one instance that is neither (or the retiring one while
     # the standby is not promoted yet).
@@ -61,13 +80,15 @@ def observe(
     )
 
 
-def observe_with_app_group(aws: Cloud, name: str, app_sg: str | None) -> ObservedGateway:
+def observe_with_app_group(
+    aws: Cloud, name: str, app_sg: str | None, only: frozenset[str] | None = None
+) -> ObservedGateway:
     """Observe gateway `name` with its app group, looked up in the gateway's own VPC.
 
     Without `app_sg` the app group is the one the gateway's rules point at: its SSH egress
     to a group, else a group admitting SSH from it (`status` after `up --app-sg app`).
     """
-    return with_app_group(aws, observe(aws, name, None), app_sg)
+    return with_app_group(aws, observe(aws, name, None, only=only), app_sg)
 
 
 def with_app_group(aws: Cloud, observed: ObservedGateway, app_sg: str | None) -> ObservedGateway:

@@ -211,6 +211,8 @@ class UpHandlers:
             tags=tags,
         )
         self.launched = True
+        # The record `burn`, `down`, `rotate` and pin recovery tie the gateway to (not its tags).
+        self.ctx.files.record_instances({self.instance.instance_id})
         self._withdraw_if_raced(generation)
         log.info("launched %s", self.instance.instance_id)
 
@@ -291,11 +293,12 @@ class UpHandlers:
         )
 
     def verify(self, action: Action, results: dict[str, Any]) -> None:
-        """Prove the gateway answers with the pinned host key and accepts the login key."""
+        """Prove the pinned host key and the login key work; then record the instance as ours."""
         assert self.instance
         results["verified_host_key"] = verify_gateway(
             self.ctx, self.deps, self.instance, self.spec.port
         )
+        self.ctx.files.record_instances({self.instance.instance_id})
 
 
 def report_pin_recovery(ctx: Context, deps: Deps, instance_id: str, public: str) -> None:
