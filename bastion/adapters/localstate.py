@@ -111,17 +111,17 @@ class GatewayFiles:
 
     def record(self) -> GatewayRecord:
         """Return what ties an instance to this machine (a relaunch's staged instance too)."""
-        local = self.read()
         ids = (
             self.recorded_instances()
             | GatewayFiles(self.relaunch_dir, self.name).recorded_instances()
         )
+        # Which keys exist, not what they are: loading them (cryptography's SSH parsers) would
+        # cost burn a few dozen milliseconds before containment, and identity needs no more.
+        pinned = self.host_key_pub.read_text().strip() if self.host_key_pub.exists() else ""
         return GatewayRecord(
             instance_ids=ids,
-            pinned_fingerprint=fingerprint(local.pinned_host_key)
-            if local.pinned_host_key
-            else None,
-            holds_keys=bool(local.login_fingerprint or local.admin_fingerprint),
+            pinned_fingerprint=fingerprint(pinned) if pinned else None,
+            holds_keys=self.login_key.exists() or self.admin_key.exists(),
         )
 
     def recorded_instances(self) -> frozenset[str]:

@@ -34,7 +34,6 @@ from bastion.domain.tags import (
     TAG_INCIDENT_STATE,
     TAG_KEY_FINGERPRINT,
 )
-from bastion.usecases.burn.dry_run import planned_calls
 from bastion.usecases.burn.run import BurnRun
 from bastion.usecases.burn.state import BurnState
 from bastion.usecases.ports import Deps
@@ -137,6 +136,8 @@ def burn(
     todo = [s for s in steps if s not in incident.steps_done]
     record_path = folder / incident.incident_id / "report.json"
     if dry_run:
+        from bastion.usecases.burn.dry_run import planned_calls
+
         planned = planned_calls(ctx, incident, instance, todo, keep_instance)
         has_eip = bool(incident.containment.get("elastic_ips")) or bool(
             planned.get("contain_elastic_ip")

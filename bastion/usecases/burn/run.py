@@ -16,9 +16,6 @@ from typing import Any
 from bastion.domain.incident import PHASES, STEP_SUMMARY
 from bastion.domain.model import Action
 from bastion.usecases.burn.contain import Containment
-from bastion.usecases.burn.destroy import Destruction
-from bastion.usecases.burn.preserve import Preservation
-from bastion.usecases.burn.recover import Recovery
 from bastion.usecases.burn.state import BurnState, Step
 from bastion.usecases.ports import CallLog
 
@@ -30,10 +27,20 @@ class BurnRun:
         self.state = state
         self.deps, self.incident = state.deps, state.incident
         self.calls = calls
-        self.handlers: dict[str, Step] = {}
         self._record = threading.Lock()
-        for phase in (Containment, Preservation, Destruction, Recovery):
-            self.handlers.update(phase(state).table())
+        # The later phases (and what they import: rendering, SSH config) load once containment
+        # is done: nothing before it waits for them.
+        self.handlers: dict[str, Step] = Containment(state).table()
+
+    def _handler(self, name: str) -> Step:
+        if name not in self.handlers:
+            from bastion.usecases.burn.destroy import Destruction
+            from bastion.usecases.burn.preserve import Preservation
+            from bastion.usecases.burn.recover import Recovery
+
+            for phase in (Preservation, Destruction, Recovery):
+                self.handlers.update(phase(self.state).table())
+        return self.handlers[name]
 
     def save(self) -> None:
         """Write report.json and report.md atomically (0600: they name resources and hashes)."""
@@ -74,7 +81,7 @@ class BurnRun:
             self.deps.before_each(Action(name, STEP_SUMMARY[name]))
         self.calls.take_own()  # what came before is already in the record
         try:
-            outcome = self.handlers[name]() or {}
+            outcome = self._handler(name)() or {}
         except Exception as exc:
             calls = self.calls.take_own()
             with self._record:
