@@ -35,6 +35,7 @@ class AuditReads:
     def serial_console_access(self) -> bool | None:
         """Tell whether EC2 serial console access is on for the account (None: unknown)."""
         from botocore.exceptions import ClientError
+        from botocore.parsers import ResponseParserError
 
         try:
             with translated("reading the serial console access setting"):
@@ -44,6 +45,9 @@ class AuditReads:
                     if exc.response.get("Error", {}).get("Code") not in _UNSUPPORTED:
                         raise
                     log.info("serial console access status not available: %s", exc)
+                    return None
+                except ResponseParserError as exc:  # moto_server's page for a missing call
+                    log.info("serial console access status not readable: %s", exc)
                     return None
         except NotImplementedError as exc:  # in-process moto has no such call
             log.info("serial console access status not available: %s", exc)
