@@ -121,7 +121,10 @@ class GatewayFiles:
         return GatewayRecord(
             instance_ids=ids,
             pinned_fingerprint=fingerprint(pinned) if pinned else None,
-            holds_keys=self.login_key.exists() or self.admin_key.exists(),
+            holds_keys=self.login_key.exists()
+            or self.admin_key.exists()
+            # The operator's own key, pointed at by `bastion cert` (a certificate gateway).
+            or any((self.root / n).is_symlink() for n in ("login_identity", "admin_identity")),
         )
 
     def recorded_instances(self) -> frozenset[str]:

@@ -38,6 +38,10 @@ class Proof:
 
     console_fingerprint: str | None = None  # the host key its own console printed
     pinned_key_answered: bool = False  # its sshd proved the pinned host key
+    # Its sshd, answering with the host key its own console printed, let this operator in
+    # with an admin certificate from the gateway's CA (held in KMS): no production host or
+    # decoy trusts that CA.
+    admin_certificate_accepted: bool = False
 
 
 def tie(instance: InstanceInfo, record: GatewayRecord, proof: Proof | None) -> str | None:
@@ -50,6 +54,8 @@ def tie(instance: InstanceInfo, record: GatewayRecord, proof: Proof | None) -> s
         return "its console prints the pinned host key"
     if proof.pinned_key_answered:
         return "it answers with the pinned host key"
+    if proof.admin_certificate_accepted:
+        return "it accepts this operator's admin certificate from the gateway's CA"
     return None
 
 

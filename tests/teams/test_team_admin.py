@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import subprocess
 
+from moto.core.authorization import disable_iam_authentication
+
+from bastion.testing.boot import running_gateway_id
+from tests.aws.test_identity import disguise
 from tests.teams.conftest import Team
 from tests.teams.test_certificates import start_gateway
 
@@ -96,3 +100,30 @@ def test_a_key_mode_gateway_moves_to_certificates_blue_green_without_a_lockout(t
     assert "TrustedUserCAKeys" in team.probe.gateway.sshd_config_path.read_text()
     team.certify("alice")
     assert team.ssh("alice").stdout.startswith("SSH-2.0-")
+
+
+def _running(team: Team, instance_id: str) -> str:
+    with disable_iam_authentication():  # EC2's own view, not an operator's
+        found = team.ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]
+    return str(found["Instances"][0]["State"]["Name"])
+
+
+def test_a_decoy_tagged_as_a_certificate_gateway_is_not_burnt_by_another_operator(
+    team: Team,
+) -> None:
+    # bob holds no folder of alice's: what ties the gateway for him is that it takes his admin
+    # certificate from the gateway's CA. A production host tagged as the gateway does not.
+    start_gateway(team)
+    team.certify("bob")
+    with disable_iam_authentication():  # the attacker's CreateTags, in EC2's own view
+        gateway = running_gateway_id(team.ec2, "default")
+        assert gateway is not None
+        production = team.ec2.run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1)
+        decoy = production["Instances"][0]["InstanceId"]
+        disguise(team.ec2, decoy, like=gateway, **{"bastion:certificates": "true"})
+
+    burnt = team.run("bob", "burn", "--reason", "odd logins", "--allow", "127.0.0.0/31")
+
+    assert burnt.exit_code == 8, burnt.output
+    assert decoy in burnt.output and gateway in burnt.output
+    assert _running(team, decoy) == "running" and _running(team, gateway) == "running"

@@ -48,6 +48,14 @@ def test_the_pinned_key_answering_ties_an_unrecorded_instance() -> None:
     assert tie(REAL, legacy, Proof(pinned_key_answered=True))
 
 
+def test_taking_the_operators_admin_certificate_ties_an_instance_on_another_machine() -> None:
+    certificate_operator = GatewayRecord(holds_keys=True)  # only their own key, no pin
+    accepted = {"i-real": Proof(admin_certificate_accepted=True), "i-decoy": Proof()}
+    assert tie(REAL, certificate_operator, accepted["i-real"])
+    with pytest.raises(ConflictError, match="i-decoy.*i-real"):
+        choose_instances("default", [REAL, DECOY], certificate_operator, accepted, "burn")
+
+
 def test_tags_copied_from_the_gateway_tie_nothing() -> None:
     # Every tag (fingerprints included) is attacker-writable: no proof, no tie.
     assert not tie(_instance("i-decoy", 99, **{"bastion:host-key-fingerprint": PIN}), OWN, Proof())

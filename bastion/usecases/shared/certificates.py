@@ -94,8 +94,12 @@ def issue_certificate(
     lifetime: timedelta = DEFAULT_LIFETIME,
     admin: bool = False,
     context: Context | None = None,
+    only: frozenset[str] | None = None,
 ) -> IssuedCertificate:
-    """Sign a certificate for the caller's public key; write it to the gateway folder."""
+    """Sign a certificate for the caller's public key; write it to the gateway folder.
+
+    `only` names the instance meant when others carry the gateway's tags (identity's proof).
+    """
     context = context or open_context(settings, deps)
     public_path = (key or DEFAULT_KEY).expanduser()
     if public_path.suffix != ".pub":
@@ -107,7 +111,7 @@ def issue_certificate(
             f"{public_path} does not exist; pass --key with your SSH key's .pub file"
             " (ssh-keygen -t ed25519 makes one)"
         ) from None
-    observed = observe(context.aws, settings.name, None)
+    observed = observe(context.aws, settings.name, None, only=only)
     if observed.group is None or observed.instance is None:
         raise NotFoundError(f"gateway {settings.name!r} is not running; run `bastion up` first")
     port = int(observed.instance.tags.get(TAG_PORT, settings.port))
