@@ -52,7 +52,7 @@ def test_taking_the_operators_admin_certificate_ties_an_instance_on_another_mach
     certificate_operator = GatewayRecord(holds_keys=True)  # only their own key, no pin
     accepted = {"i-real": Proof(admin_certificate_accepted=True), "i-decoy": Proof()}
     assert tie(REAL, certificate_operator, accepted["i-real"])
-    with pytest.raises(ConflictError, match="i-decoy.*i-real"):
+    with pytest.raises(ConflictError, match=r"i-decoy.*i-real"):
         choose_instances("default", [REAL, DECOY], certificate_operator, accepted, "burn")
 
 
