@@ -99,6 +99,37 @@ def one_burn(app_sg: str) -> dict[str, Any]:
     }
 
 
+def reads_before_first_containment_call(app_sg: str) -> int:
+    """Burn in-process with call events; count the reads answered before a change began.
+
+    The report lists calls as they end; calls made at once end in any order, so the first
+    containment call's start is taken from botocore's `before-call` event instead.
+    """
+    from bastion.adapters.config import load_settings
+    from bastion.domain.calls import is_mutating
+    from bastion.usecases.burn import burn
+    from bastion.usecases.up import up
+    from bastion.wiring import Deps
+
+    settings = load_settings({"app_sg": app_sg, "allow": ("203.0.113.7/32",), "verify": False})
+    up(settings, Deps())
+    answered: list[str] = []
+    seen: list[int] = []
+
+    def attach(ec2: Any) -> None:
+        def started(model: Any, **_: Any) -> None:
+            if is_mutating(model.name) and not seen:
+                seen.append(len(answered))
+
+        ec2.ec2.meta.events.register("before-call.ec2.*", started)
+        ec2.ec2.meta.events.register(
+            "after-call.ec2.*", lambda model, **_: answered.append(model.name)
+        )
+
+    burn(settings, Deps(on_ec2=attach), reason="bench", relaunch=False)
+    return seen[0]
+
+
 def floor_s() -> float:
     """Return the seconds a process needs to import boto3 and make an EC2 client."""
     start = time.time()
@@ -117,6 +148,7 @@ def main() -> None:
         for _ in range(RUNS):  # interleaved, so a load change hits both alike
             runs.append(one_burn(app_sg))
             floors.append(floor_s())
+        started_after = reads_before_first_containment_call(app_sg)
     floor = statistics.median(floors)
     print(f"burn against moto_server, {RUNS} runs (medians), timed from process start")
     print(f"{'figure':<52} {'value':>10}")
@@ -124,7 +156,7 @@ def main() -> None:
         ("seconds until a poller saw it contained", "seen_contained_s"),
         ("seconds to contain, by the report", "report_contained_s"),
         ("  of which process start until burn began", "startup_s"),
-        ("reads before the first containment call", "reads_before_containment"),
+        ("reads listed before the first containment call", "reads_before_containment"),
         ("calls in the containment phase", "containment_calls"),
         ("seconds in total (contain, preserve, destroy)", "total_s"),
     ]
@@ -132,6 +164,7 @@ def main() -> None:
         value = statistics.median(r[key] for r in runs)
         shown = f"{value:.3f}" if isinstance(value, float) else str(value)
         print(f"{label:<52} {shown:>10}")
+    print(f"{'reads answered when the first containment call began':<52} {started_after:>10}")
     seen = statistics.median(r["seen_contained_s"] for r in runs)
     print(f"{'floor: python -c import boto3; boto3.client(ec2)':<52} {floor:>10.3f}")
     print(f"{'seen contained / floor (goal <= 1.5)':<52} {seen / floor:>10.2f}")
