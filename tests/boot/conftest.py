@@ -77,7 +77,7 @@ class BootWorld:
             "BASTION_REACH": f"127.0.0.1:{self.sshd_port}",
             "BASTION_ALLOW": "203.0.113.7/32",
             # A loaded 2-core CI machine: the first boot reached cloud-final after 180 s once
-            # (the host keys were printed, late); a wrong or missing key still fails at once.
+            # (the host keys were printed, late); a wrong host key still fails at once.
             "BASTION_WAIT_TIMEOUT": "300",
             "BASTION_IMAGE": "debian13",
         }
