@@ -15,7 +15,7 @@ from bastion.usecases.ports import Deps
 from bastion.usecases.shared.clientconfig import forget_ssh_config
 from bastion.usecases.shared.context import journal_for, open_context, referencing_app_group
 from bastion.usecases.shared.identity import identify
-from bastion.usecases.shared.inventory import observe
+from bastion.usecases.shared.inventory import observe, with_app_group
 
 
 @dataclass
@@ -53,8 +53,8 @@ def down(
     if going_ahead:
         deps.reporter.warn(going_ahead)
     app_sg = settings.app_sg or referencing_app_group(aws, observed)
-    if app_sg:
-        observed = observe(aws, settings.name, app_sg, only=ours)
+    if app_sg:  # the app group alone: the gateway was read just now
+        observed = with_app_group(aws, observed, app_sg)
     local = ctx.files.read() if ctx.files.root.exists() else LocalKeys(None, None, None)
     plan = plan_down(observed, local)
     if dry_run or not plan.actions:

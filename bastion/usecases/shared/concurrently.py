@@ -18,8 +18,8 @@ def at_once(*calls: Callable[[], T]) -> list[T]:
     """
     if len(calls) <= 1:
         return [call() for call in calls]
-    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
-        futures = [pool.submit(contextvars.copy_context().run, call) for call in calls]
+    with Together(workers=len(calls)) as together:
+        futures = [together.start(call) for call in calls]
     return [future.result() for future in futures]
 
 
@@ -31,8 +31,8 @@ class Together:
     pairs.result()...
     """
 
-    def __init__(self) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=8)
+    def __init__(self, workers: int = 8) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=workers)
 
     def __enter__(self) -> Together:
         return self
